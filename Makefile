@@ -1,0 +1,45 @@
+# mural_jax: `make train` and `make test` are all a fresh machine needs (python3 only).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+ENV    ?= zigzag_maze
+METHOD ?= mural
+STEPS  ?=
+SEED   ?= 0
+OUT    ?=
+ARGS   ?=
+
+.PHONY: venv train test lint format bench clean
+
+venv: $(STAMP)
+
+# Rebuilt only when requirements.txt or pyproject.toml change.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(PY) -m mural_jax.train --env $(ENV) --method $(METHOD) --seed $(SEED) \
+		$(if $(STEPS),--steps $(STEPS)) $(if $(OUT),--out $(OUT)) $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mural_jax tests experiments benchmarks
+	$(VENV)/bin/ruff format --check mural_jax tests experiments benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format mural_jax tests experiments benchmarks
+	$(VENV)/bin/ruff check --fix mural_jax tests experiments benchmarks
+
+test: lint
+	JAX_PLATFORMS=cpu $(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
