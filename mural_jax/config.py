@@ -1,0 +1,321 @@
+"""Typed, frozen run configuration, with validation and a command line generated from it.
+
+Every field of every section is a flag: top-level fields as `--name`, sections as
+`--section.name` (e.g. `--sac.learning-rate 1e-3`). Bad values raise `ConfigError` naming the
+field, the value and what is allowed, before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value (the message names the value and the allowed range)."""
+
+
+def _check(name: str, value: Any, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r} is invalid; allowed: {allowed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+    """Soft actor-critic (defaults: the original's, see ../shared/reference/mural.md)."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    learning_rate: float = 3e-4
+    tau: float = 5e-3
+    gamma: float = 0.99
+    batch_size: int = 256
+    init_alpha: float = 1.0
+    #: Entropy target; None means the usual automatic target -action_size.
+    target_entropy: float | None = None
+    reward_scale: float = 1.0
+
+    def validate(self) -> None:
+        _check("sac.hidden", self.hidden, len(self.hidden) >= 1, "one or more widths >= 1")
+        _check("sac.hidden", self.hidden, all(h >= 1 for h in self.hidden), "widths >= 1")
+        _check("sac.learning_rate", self.learning_rate, 0 < self.learning_rate < 1, "(0, 1)")
+        _check("sac.tau", self.tau, 0 < self.tau <= 1, "(0, 1]")
+        _check("sac.gamma", self.gamma, 0 <= self.gamma < 1, "[0, 1)")
+        _check("sac.batch_size", self.batch_size, self.batch_size >= 1, "integer >= 1")
+        _check("sac.init_alpha", self.init_alpha, self.init_alpha > 0, "> 0")
+        _check("sac.reward_scale", self.reward_scale, self.reward_scale > 0, "> 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    """The success classifier shared by VICE and meta-NML, and its retraining schedule."""
+
+    #: Paper: 2048x2048 for mazes, push and ant; 512x512 for pick and door.
+    hidden: tuple[int, ...] = (2048, 2048)
+    #: Retrain (meta-train for MURAL) every this many env steps ...
+    update_every: int = 1000
+    #: ... for this many epochs; and this many epochs before RL starts.
+    epochs_per_update: int = 1
+    initial_epochs: int = 10
+    #: Reference set: half replay states (label 0), half resampled success examples (label 1).
+    reference_size: int = 2048
+    #: VICE: plain supervised training, Adam, balanced batches.
+    learning_rate: float = 1e-3
+    batch_size: int = 256
+    steps_per_epoch: int = 16
+    #: Reward read from the classifier: probability or log-probability of success.
+    reward_type: str = "prob"
+
+    def validate(self) -> None:
+        _check("classifier.hidden", self.hidden, all(h >= 1 for h in self.hidden), "widths >= 1")
+        for name in ("update_every", "epochs_per_update", "batch_size", "steps_per_epoch"):
+            v = getattr(self, name)
+            _check(f"classifier.{name}", v, v >= 1, "integer >= 1")
+        _check("classifier.initial_epochs", self.initial_epochs, self.initial_epochs >= 0, ">= 0")
+        _check(
+            "classifier.reference_size",
+            self.reference_size,
+            self.reference_size >= 4 and self.reference_size % 2 == 0,
+            "even integer >= 4",
+        )
+        _check("classifier.learning_rate", self.learning_rate, 0 < self.learning_rate < 1, "(0,1)")
+        _check(
+            "classifier.reward_type", self.reward_type, self.reward_type in REWARD_TYPES,
+            " | ".join(REWARD_TYPES),
+        )  # fmt: skip
+
+
+REWARD_TYPES = ("prob", "log_prob")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaNMLConfig:
+    """meta-NML: MAML-trained initialisation adapted in one step per (query, label) task."""
+
+    #: Points per task support set: the query plus support_size - 1 reference points.
+    support_size: int = 64
+    #: Kernel weight exp(-2.3 d / thresh): 0.1 at the threshold (mazes 0.5, in classifier space).
+    dist_weight_thresh: float = 0.5
+    #: The query's weight is query_point_weight / ceil(reference_size / support_size).
+    query_point_weight: float = 1.0
+    inner_lr: float = 0.01
+    meta_lr: float = 1e-3
+    #: Meta-training tasks per meta-epoch, and tasks averaged per Adam step (original: 1).
+    tasks_per_epoch: int = 16
+    tasks_per_step: int = 1
+    #: Query points drawn from the replay buffer per meta-epoch; balanced = half success examples.
+    num_query_points: int = 128
+    balanced_queries: bool = False
+    #: Second-order MAML gradient through the inner step (original: yes).
+    second_order: bool = True
+    #: Queries sharing one random support draw and one memory chunk at inference.
+    inference_chunk: int = 256
+
+    def validate(self) -> None:
+        _check("meta_nml.support_size", self.support_size, self.support_size >= 2, "integer >= 2")
+        for name in ("dist_weight_thresh", "query_point_weight", "inner_lr", "meta_lr"):
+            v = getattr(self, name)
+            _check(f"meta_nml.{name}", v, v > 0, "> 0")
+        for name in ("tasks_per_epoch", "tasks_per_step", "num_query_points", "inference_chunk"):
+            v = getattr(self, name)
+            _check(f"meta_nml.{name}", v, v >= 1, "integer >= 1")
+        _check(
+            "meta_nml.tasks_per_step",
+            self.tasks_per_step,
+            self.tasks_per_epoch % self.tasks_per_step == 0,
+            f"a divisor of tasks_per_epoch={self.tasks_per_epoch}",
+        )
+
+
+METHODS = ("sparse", "dense", "vice", "mural")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Env steps count transitions summed over all parallel envs."""
+
+    env: str = "zigzag_maze"
+    method: str = "mural"
+    seed: int = 0
+    steps: int = 100_000
+    num_envs: int = 16
+    #: Gradient updates per env step; num_envs * updates_per_step updates per iteration.
+    updates_per_step: float = 1.0
+    random_steps: int = 1000
+    replay_capacity: int = 1_000_000
+    #: None: the task's own horizon (mazes 100).
+    episode_length: int | None = None
+    #: Env steps per compiled chunk: evaluate, log and report between chunks.
+    eval_every: int = 5000
+    eval_episodes: int = 64
+    num_success_examples: int = 150
+    #: Store the learned reward once at collection, as the original did (default: recompute
+    #: on every sampled batch with the current classifier).
+    reward_at_collection: bool = False
+    out: str | None = None
+    sac: SACConfig = SACConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
+    meta_nml: MetaNMLConfig = MetaNMLConfig()
+
+    @property
+    def updates_per_iteration(self) -> int:
+        return int(round(self.num_envs * self.updates_per_step))
+
+    def validate(self) -> TrainConfig:
+        from mural_jax.envs import list_envs
+
+        _check("env", self.env, self.env in list_envs(), " | ".join(list_envs()))
+        _check("method", self.method, self.method in METHODS, " | ".join(METHODS))
+        for name in ("steps", "num_envs", "replay_capacity", "eval_every", "eval_episodes"):
+            v = getattr(self, name)
+            _check(name, v, isinstance(v, int) and v >= 1, "integer >= 1")
+        _check("random_steps", self.random_steps, self.random_steps >= 0, "integer >= 0")
+        _check("seed", self.seed, self.seed >= 0, "integer >= 0")
+        ups = self.updates_per_step
+        _check("updates_per_step", ups, ups > 0, "> 0")
+        _check(
+            "updates_per_step",
+            ups,
+            abs(self.num_envs * ups - round(self.num_envs * ups)) < 1e-9,
+            f"a value making num_envs * updates_per_step a whole number (num_envs={self.num_envs})",
+        )
+        _check(
+            "eval_every",
+            self.eval_every,
+            self.eval_every % self.num_envs == 0,
+            f"a multiple of num_envs={self.num_envs}",
+        )
+        _check(
+            "replay_capacity",
+            self.replay_capacity,
+            self.replay_capacity >= max(self.num_envs, self.sac.batch_size),
+            f">= max(num_envs, sac.batch_size) = {max(self.num_envs, self.sac.batch_size)}",
+        )
+        if self.episode_length is not None:
+            _check("episode_length", self.episode_length, self.episode_length >= 1, ">= 1")
+        _check(
+            "num_success_examples",
+            self.num_success_examples,
+            self.num_success_examples >= 1,
+            "integer >= 1",
+        )
+        self.sac.validate()
+        self.classifier.validate()
+        self.meta_nml.validate()
+        return self
+
+
+# -- Serialisation and the command line ---------------------------------------------------
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def _coerce(tp, value, name):
+    """Convert a JSON/CLI value to the field type `tp`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        return _coerce(args[0], value, name)
+    if origin is tuple:
+        (elem, *_) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v for v in value.replace("x", ",").split(",") if v.strip()]
+        return tuple(_coerce(elem, v, name) for v in value)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, prefix=f"{name}.")
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                return value.lower() in ("true", "1")
+            return bool(value)
+        if tp is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) else int(value)
+        return tp(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{name}={value!r} is invalid; allowed: a value of type {tp.__name__}"
+        ) from None
+
+
+def from_dict(cls, data: dict[str, Any], prefix: str = ""):
+    """Build a config dataclass from a (possibly partial) dict; unknown keys are errors."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {sorted(prefix + k for k in unknown)}; "
+            f"valid keys: {', '.join(sorted(prefix + n for n in names))}"
+        )
+    kwargs = {k: _coerce(hints[k], v, prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def replace(cfg, overrides: dict[str, Any]):
+    """Apply dotted overrides, e.g. {"sac.learning_rate": 1e-3}."""
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            nested[head] = value
+    data = to_dict(cfg)
+    for key, value in nested.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    return from_dict(type(cfg), data)
+
+
+def save_json(cfg, path) -> None:
+    with open(path, "w") as f:
+        json.dump(to_dict(cfg), f, indent=2, sort_keys=True)
+
+
+def load_json(cls, path):
+    with open(path) as f:
+        return from_dict(cls, json.load(f))
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls=TrainConfig, prefix: str = "") -> None:
+    """One flag per field (sections dotted). Defaults are None: only given flags override."""
+    for f in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls)[f.name]
+        name = prefix + f.name
+        if dataclasses.is_dataclass(hint):
+            add_arguments(parser, hint, prefix=name + ".")
+            continue
+        flag = "--" + name.replace("_", "-")
+        if hint is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction)
+        else:
+            parser.add_argument(flag, dest=name, default=None, metavar=name.split(".")[-1].upper())
+
+
+def overrides_from_args(args: argparse.Namespace, cls=TrainConfig) -> dict[str, Any]:
+    out = {}
+    for key, value in vars(args).items():
+        if value is not None and _is_field(cls, key):
+            out[key] = value
+    return out
+
+
+def _is_field(cls, dotted: str) -> bool:
+    head, _, rest = dotted.partition(".")
+    hints = {f.name: typing.get_type_hints(cls)[f.name] for f in dataclasses.fields(cls)}
+    if head not in hints:
+        return False
+    return _is_field(hints[head], rest) if rest else True

@@ -1,0 +1,68 @@
+"""Host-side outputs between compiled chunks: run folder, config.json, metrics.csv, progress."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+
+from mural_jax import config as config_lib
+from mural_jax.config import TrainConfig
+
+
+def prepare_run_dir(cfg: TrainConfig) -> str:
+    """Create the run folder and write config.json; never reuse a folder holding a run."""
+    out = cfg.out or os.path.join(
+        "runs", f"{cfg.env}-{cfg.method}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    if os.path.exists(os.path.join(out, "config.json")):
+        raise FileExistsError(
+            f"{out} already holds a run (config.json exists); choose a new --out "
+            "or remove the old folder"
+        )
+    os.makedirs(out, exist_ok=True)
+    config_lib.save_json(cfg, os.path.join(out, "config.json"))
+    return out
+
+
+class MetricsLogger:
+    """Appends one row per chunk to metrics.csv (columns fixed by the first row)."""
+
+    def __init__(self, out: str):
+        self.path = os.path.join(out, "metrics.csv")
+        self._file = None
+        self._writer = None
+
+    def write(self, metrics: dict[str, float]) -> None:
+        if self._writer is None:
+            columns = ["env_steps"] + sorted(k for k in metrics if k != "env_steps")
+            self._file = open(self.path, "a", newline="")
+            self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
+            self._writer.writeheader()
+        self._writer.writerow({k: _fmt(v) for k, v in metrics.items()})
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return int(v) if v.is_integer() and abs(v) < 2**53 else f"{v:.6g}"
+    return v
+
+
+def progress_line(m: dict[str, float], total: int, eta_s: float) -> str:
+    steps = int(m["env_steps"])
+    return (
+        f"[{steps:>9d}/{total}] {m['train/steps_per_second']:8.0f} steps/s  "
+        f"eval success {m['eval/success_rate']:.2f}  final dist {m['eval/final_distance']:.2f}  "
+        f"critic {m['train/critic_loss']:.3g}  alpha {m['train/alpha']:.3g}  "
+        f"ETA {_hms(eta_s)}"
+    )
+
+
+def _hms(s: float) -> str:
+    s = int(max(s, 0))
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"

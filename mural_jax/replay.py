@@ -1,0 +1,80 @@
+"""Fixed-capacity replay ring buffer that lives on the device (a pytree of arrays)."""
+
+from __future__ import annotations
+
+import chex
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+
+@flax.struct.dataclass
+class Transition:
+    """One environment step. `next_obs` is the real next observation, also at episode ends.
+
+    `terminated`: a true terminal state (no bootstrap). `truncated`: the time limit ended the
+    episode (bootstrap from `next_obs`). `reward` is the environment's reward, or the learned
+    reward computed at collection when rewards are stored once (the original's behaviour).
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    next_obs: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+
+
+@flax.struct.dataclass
+class ReplayBuffer:
+    data: Transition  # every leaf has leading dimension `capacity`
+    position: jax.Array  # next slot to write
+    size: jax.Array  # number of valid entries (<= capacity)
+
+    @property
+    def capacity(self) -> int:
+        return self.data.obs.shape[0]
+
+
+def init(capacity: int, obs_size: int, action_size: int) -> ReplayBuffer:
+    """An empty buffer of `capacity` transitions (float32, flags as float32 0/1)."""
+    if capacity < 1:
+        raise ValueError(f"replay capacity={capacity} must be >= 1")
+    z = lambda *shape: jnp.zeros((capacity, *shape), jnp.float32)
+    data = Transition(
+        obs=z(obs_size),
+        action=z(action_size),
+        reward=z(),
+        next_obs=z(obs_size),
+        terminated=z(),
+        truncated=z(),
+    )
+    zero = jnp.zeros((), jnp.int32)
+    return ReplayBuffer(data=data, position=zero, size=zero)
+
+
+def insert(buffer: ReplayBuffer, batch: Transition) -> ReplayBuffer:
+    """Write a batch of transitions (leading dim n <= capacity), wrapping around the end."""
+    n = batch.obs.shape[0]
+    chex.assert_tree_shape_prefix(batch, (n,))
+    if n > buffer.capacity:
+        raise ValueError(f"insert of {n} transitions exceeds replay capacity {buffer.capacity}")
+    idx = (buffer.position + jnp.arange(n)) % buffer.capacity
+    data = jax.tree.map(lambda d, b: d.at[idx].set(b.astype(d.dtype)), buffer.data, batch)
+    return ReplayBuffer(
+        data=data,
+        position=(buffer.position + n) % buffer.capacity,
+        size=jnp.minimum(buffer.size + n, buffer.capacity),
+    )
+
+
+def sample(buffer: ReplayBuffer, rng: jax.Array, batch_size: int) -> Transition:
+    """Uniform sample (with replacement) of `batch_size` valid transitions."""
+    idx = jax.random.randint(rng, (batch_size,), 0, jnp.maximum(buffer.size, 1))
+    return jax.tree.map(lambda d: d[idx], buffer.data)
+
+
+def sample_obs(buffer: ReplayBuffer, rng: jax.Array, n: int) -> jax.Array:
+    """Uniform sample of visited states (next observations: every state reached)."""
+    idx = jax.random.randint(rng, (n,), 0, jnp.maximum(buffer.size, 1))
+    return buffer.data.next_obs[idx]

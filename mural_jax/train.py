@@ -1,0 +1,325 @@
+"""The training loop: collect with the policy, learn rewards, update SAC, all in one `lax.scan`.
+
+`make_train(config)` returns a `Trainer` of pure functions over one `TrainState` pytree:
+`init(rng)`, `run_chunk(state)` (eval_every env steps of collect + reward learning + SAC
+updates, then an evaluation; compiled once) and `train(rng)` (the whole run as one pure
+function, vmappable over seeds). Host code (logging, progress) only runs between chunks.
+
+    python -m mural_jax.train --env zigzag_maze --method dense --steps 100000 --seed 0 --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from typing import Any
+
+import chex
+import flax.struct
+import jax
+import jax.numpy as jnp
+from brax.envs.base import State as EnvState
+
+from mural_jax import config as config_lib
+from mural_jax import replay as replay_lib
+from mural_jax.config import TrainConfig
+from mural_jax.envs import make_env
+from mural_jax.envs.base import Task
+from mural_jax.rewards import RewardMethod, make_reward
+from mural_jax.sac import SAC, SACState
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that changes during a run: checkpoint it, shard it, vmap it over seeds."""
+
+    sac: SACState
+    reward: Any  # the reward method's state (classifier, meta-NML, ...)
+    replay: replay_lib.ReplayBuffer
+    env: EnvState  # batched over num_envs
+    episode_step: jax.Array  # (num_envs,) steps into the current episode
+    success_examples: jax.Array
+    rng: jax.Array
+    env_steps: jax.Array  # total transitions collected (all envs)
+
+
+_TRAIN_KEYS = (
+    "critic_loss",
+    "actor_loss",
+    "alpha_loss",
+    "alpha",
+    "entropy",
+    "q_mean",
+    "target_mean",
+    "reward_mean",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    config: TrainConfig
+    task: Task
+    agent: SAC
+    method: RewardMethod
+
+    # -- sizes ---------------------------------------------------------------------------
+
+    @property
+    def horizon(self) -> int:
+        return self.config.episode_length or self.task.episode_length
+
+    @property
+    def iterations_per_chunk(self) -> int:
+        return self.config.eval_every // self.config.num_envs
+
+    @property
+    def num_chunks(self) -> int:
+        return self.config.steps // self.config.eval_every
+
+    # -- state ---------------------------------------------------------------------------
+
+    def init(self, rng: jax.Array) -> TrainState:
+        cfg = self.config
+        k_sac, k_rew, k_ex, k_env, rng = jax.random.split(rng, 5)
+        examples = self.task.success_examples(k_ex, cfg.num_success_examples)
+        env_state = jax.vmap(self.task.reset)(jax.random.split(k_env, cfg.num_envs))
+        return TrainState(
+            sac=self.agent.init(k_sac),
+            reward=self.method.init(k_rew, examples),
+            replay=replay_lib.init(
+                cfg.replay_capacity, self.agent.obs_size, self.agent.action_size
+            ),
+            env=env_state,
+            episode_step=jnp.zeros((cfg.num_envs,), jnp.int32),
+            success_examples=examples,
+            rng=rng,
+            env_steps=jnp.zeros((), jnp.int32),
+        )
+
+    # -- one iteration: every env steps once, then rewards are learned and SAC updated ------
+
+    def _collect(self, state: TrainState, rng: jax.Array):
+        cfg, n = self.config, self.config.num_envs
+        k_act, k_rand, k_rew, k_reset = jax.random.split(rng, 4)
+        obs = state.env.obs
+        random_phase = state.env_steps < cfg.random_steps
+        uniform = jax.random.uniform(k_rand, (n, self.agent.action_size), minval=-1, maxval=1)
+        action = jnp.where(random_phase, uniform, self.agent.act(state.sac, obs, k_act))
+        nxt = jax.vmap(self.task.step)(state.env, action)
+        episode_step = state.episode_step + 1
+        terminated = nxt.done.astype(jnp.float32)
+        truncated = ((episode_step >= self.horizon) & (terminated == 0)).astype(jnp.float32)
+        if cfg.reward_at_collection:
+            reward = self.method.reward(state.reward, obs, nxt.obs, k_rew)
+        else:
+            reward = nxt.reward
+        transition = replay_lib.Transition(
+            obs=obs,
+            action=action,
+            reward=reward,
+            next_obs=nxt.obs,  # the real final observation, also at episode ends
+            terminated=terminated,
+            truncated=truncated,
+        )
+        ended = (terminated + truncated) > 0
+
+        def reset(_):
+            fresh = jax.vmap(self.task.reset)(jax.random.split(k_reset, n))
+            pick = lambda a, b: jnp.where(ended.reshape(-1, *([1] * (a.ndim - 1))), a, b)
+            return jax.tree.map(pick, fresh, nxt)
+
+        env_state = jax.lax.cond(jnp.any(ended), reset, lambda _: nxt, None)
+        success = self.task.is_success(nxt.obs).astype(jnp.float32)
+        episode_stats = {
+            "episodes": ended.sum().astype(jnp.float32),
+            "episode_success": (success * ended).sum(),
+        }
+        state = state.replace(
+            replay=replay_lib.insert(state.replay, transition),
+            env=env_state,
+            episode_step=jnp.where(ended, 0, episode_step),
+            env_steps=state.env_steps + n,
+        )
+        return state, episode_stats
+
+    def _learn_reward(self, state: TrainState, rng: jax.Array) -> tuple[TrainState, dict]:
+        """Retrain the reward: initial epochs once random steps are done, then on a schedule."""
+        cfg, ccfg = self.config, self.config.classifier
+        if not self.method.learned:
+            return state, {}
+        before = state.env_steps - cfg.num_envs
+        start = max(cfg.random_steps, cfg.num_envs)
+        first = (before < start) & (state.env_steps >= start)
+        crossed = (state.env_steps // ccfg.update_every) > (before // ccfg.update_every)
+        scheduled = crossed & (before >= start)
+        epochs = jnp.where(first, ccfg.initial_epochs, jnp.where(scheduled, ccfg.epochs_per_update, 0))
+        reward_state, info = self.method.update(state.reward, state.replay, rng, epochs)
+        return state.replace(reward=reward_state), info
+
+    def _sac_updates(self, state: TrainState, rng: jax.Array):
+        cfg = self.config
+
+        def one_update(sac_state, key):
+            k_batch, k_rew, k_upd = jax.random.split(key, 3)
+            batch = replay_lib.sample(state.replay, k_batch, cfg.sac.batch_size)
+            if cfg.reward_at_collection:
+                rewards = batch.reward
+            else:
+                rewards = self.method.reward(state.reward, batch.obs, batch.next_obs, k_rew)
+            return self.agent.update(sac_state, batch, rewards, k_upd)
+
+        def run(_):
+            keys = jax.random.split(rng, cfg.updates_per_iteration)
+            sac_state, metrics = jax.lax.scan(one_update, state.sac, keys)
+            return sac_state, {k: metrics[k].mean() for k in _TRAIN_KEYS}, jnp.ones(())
+
+        def skip(_):
+            return state.sac, {k: jnp.zeros(()) for k in _TRAIN_KEYS}, jnp.zeros(())
+
+        ready = state.env_steps >= max(cfg.random_steps, cfg.sac.batch_size)
+        sac_state, metrics, did = jax.lax.cond(ready, run, skip, None)
+        return state.replace(sac=sac_state), metrics, did
+
+    def _iteration(self, carry, _):
+        state, sums = carry
+        rng, k_collect, k_reward, k_sac = jax.random.split(state.rng, 4)
+        state = state.replace(rng=rng)
+        state, ep = self._collect(state, k_collect)
+        state, reward_info = self._learn_reward(state, k_reward)
+        state, metrics, did = self._sac_updates(state, k_sac)
+        # Running sums (scalars): nothing per-step accumulates over a chunk.
+        new = dict(sums)
+        for k, v in metrics.items():
+            new["train/" + k] = sums["train/" + k] + v
+        new["train/updated_iterations"] = sums["train/updated_iterations"] + did
+        new["train/episodes"] = sums["train/episodes"] + ep["episodes"]
+        new["train/episode_success"] = sums["train/episode_success"] + ep["episode_success"]
+        for k, v in reward_info.items():
+            new["reward/" + k] = v  # latest value
+        return (state, new), None
+
+    def _empty_sums(self) -> dict[str, jax.Array]:
+        keys = [f"train/{k}" for k in _TRAIN_KEYS]
+        keys += ["train/updated_iterations", "train/episodes", "train/episode_success"]
+        sums = {k: jnp.zeros(()) for k in keys}
+        if self.method.learned:
+            probe = jax.eval_shape(
+                lambda s: self.method.update(s.reward, s.replay, s.rng, jnp.zeros((), jnp.int32)),
+                jax.eval_shape(self.init, jax.random.PRNGKey(0)),
+            )[1]
+            sums.update({"reward/" + k: jnp.zeros(v.shape, v.dtype) for k, v in probe.items()})
+        return sums
+
+    def run_chunk(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+        """`eval_every` env steps of training, then an evaluation. Returns scalar metrics."""
+        (state, sums), _ = jax.lax.scan(
+            self._iteration, (state, self._empty_sums()), None, length=self.iterations_per_chunk
+        )
+        n_updated = jnp.maximum(sums.pop("train/updated_iterations"), 1.0)
+        episodes = sums.pop("train/episodes")
+        episode_success = sums.pop("train/episode_success")
+        metrics = {
+            k: (v / n_updated if k.startswith("train/") else v) for k, v in sums.items()
+        }
+        metrics["train/episode_success_rate"] = episode_success / jnp.maximum(episodes, 1.0)
+        rng, k_eval = jax.random.split(state.rng)
+        state = state.replace(rng=rng)
+        metrics.update(self.evaluate(state, k_eval))
+        metrics["env_steps"] = state.env_steps
+        return state, metrics
+
+    def evaluate(self, state: TrainState, rng: jax.Array) -> dict[str, jax.Array]:
+        """Deterministic policy for `eval_episodes` parallel episodes of the full horizon."""
+        n = self.config.eval_episodes
+        env0 = jax.vmap(self.task.reset)(jax.random.split(rng, n))
+
+        def step(carry, _):
+            env, ever = carry
+            action = self.agent.act(state.sac, env.obs, None)
+            env = jax.vmap(self.task.step)(env, action)
+            return (env, ever | self.task.is_success(env.obs)), None
+
+        (final, ever), _ = jax.lax.scan(
+            step, (env0, jnp.zeros((n,), bool)), None, length=self.horizon
+        )
+        return {
+            "eval/success_rate": self.task.is_success(final.obs).astype(jnp.float32).mean(),
+            "eval/final_distance": self.task.goal_distance(final.obs).mean(),
+            "eval/ever_success_rate": ever.astype(jnp.float32).mean(),
+        }
+
+    def train(self, rng: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+        """The whole run as one pure function (jit it, vmap it over seeds)."""
+        state = self.init(rng)
+        return jax.lax.scan(lambda s, _: self.run_chunk(s), state, None, length=self.num_chunks)
+
+
+def make_train(config: TrainConfig) -> Trainer:
+    """Validate the config and build the task, the SAC agent and the reward method."""
+    config.validate()
+    if config.steps % config.eval_every:
+        raise config_lib.ConfigError(
+            f"steps={config.steps} is invalid; allowed: a multiple of eval_every="
+            f"{config.eval_every} (the compiled chunk size)"
+        )
+    task = make_env(config.env)
+    chex.assert_equal(jnp.ndim(jnp.zeros(task.observation_size)), 1)
+    agent = SAC(config.sac, task.observation_size, task.action_size)
+    return Trainer(config, task, agent, make_reward(config, task))
+
+
+# -- Command line -------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    parser = argparse.ArgumentParser(
+        prog="python -m mural_jax.train",
+        description="Train SAC with a sparse, dense, VICE or MURAL reward on a registered task.",
+    )
+    config_lib.add_arguments(parser)
+    args = parser.parse_args(argv)
+    cfg = config_lib.replace(TrainConfig(), config_lib.overrides_from_args(args))
+    return cfg.validate()
+
+
+def main(argv: list[str] | None = None) -> str:
+    from mural_jax import logging as log_lib
+
+    try:
+        cfg = parse_args(argv)
+        trainer = make_train(cfg)
+    except config_lib.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    out = log_lib.prepare_run_dir(cfg)
+    print(f"mural_jax: env={cfg.env} method={cfg.method} steps={cfg.steps} seed={cfg.seed}")
+    print(f"  devices={jax.devices()}  output={out}")
+    run_chunk = jax.jit(trainer.run_chunk, donate_argnums=0)
+    t0 = time.time()
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(cfg.seed))
+    logger = log_lib.MetricsLogger(out)
+    last = time.time()
+    for chunk in range(trainer.num_chunks):
+        state, metrics = run_chunk(state)
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        now = time.time()
+        metrics["train/steps_per_second"] = cfg.eval_every / (now - last)
+        metrics["time/elapsed_s"] = now - t0
+        last = now
+        logger.write(metrics)
+        remaining = (trainer.num_chunks - chunk - 1) * cfg.eval_every
+        eta = remaining / metrics["train/steps_per_second"]
+        print(log_lib.progress_line(metrics, cfg.steps, eta), flush=True)
+        if not math.isfinite(metrics["train/critic_loss"]):
+            print("error: non-finite critic loss; stopping", file=sys.stderr)
+            raise SystemExit(1)
+    logger.close()
+    print(f"done in {time.time() - t0:.0f}s; results in {out} (config.json, metrics.csv)")
+    return out
+
+
+if __name__ == "__main__":
+    main()
