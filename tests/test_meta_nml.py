@@ -1,0 +1,211 @@
+"""meta-NML: exactness against naive CNML, MAML gradients, and CNML's behaviour on toy data."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mural_jax import replay as replay_lib
+from mural_jax.config import ClassifierConfig, MetaNMLConfig
+from mural_jax.envs import make_env
+from mural_jax.rewards import classifier, cnml, meta_nml
+from mural_jax.rewards.meta_nml import MetaNML
+from mural_jax.rewards.tasks import cnml_normalise, support_weights
+from mural_jax.rewards.vice import Vice
+
+
+def _random_problem(seed, d, hidden, n_query, m):
+    ks = jax.random.split(jax.random.PRNGKey(seed), 5)
+    params = classifier.init(ks[0], d, hidden)
+    # Non-zero biases so the bias part of the update is exercised too.
+    params = [{**p, "b": 0.3 * jax.random.normal(k, p["b"].shape)} for p, k in
+              zip(params, jax.random.split(ks[4], len(params)))]  # fmt: skip
+    queries = 2.0 * jax.random.normal(ks[1], (n_query, d))
+    ref_x = 2.0 * jax.random.normal(ks[2], (m, d))
+    ref_y = jax.random.bernoulli(ks[3], 0.5, (m,)).astype(jnp.int32)
+    return params, queries, ref_x, ref_y
+
+
+@pytest.mark.parametrize(
+    "seed,d,hidden,m,lr,thresh,qw",
+    [
+        (0, 2, (32, 32), 63, 0.01, 0.5, 1 / 32),
+        (1, 2, (32, 32), 63, 1.0, 0.5, 1 / 32),  # large step: any mistake shows
+        (2, 3, (16, 8, 24), 7, 0.5, 2.0, 0.25),
+        (3, 5, (40,), 20, 2.0, 1.0, 1.0),
+    ],
+)
+def test_fast_equals_naive_cnml(seed, d, hidden, m, lr, thresh, qw):
+    params, queries, ref_x, ref_y = _random_problem(seed, d, hidden, 24, m)
+    lp1, lp0 = meta_nml.cnml_log_likelihoods(
+        params, queries, ref_x, ref_y, lr=lr, thresh=thresh, q_weight=qw
+    )
+    p1, p0, r = cnml.naive_cnml(
+        params, queries, ref_x, ref_y, lr=lr, dist_weight_thresh=thresh, query_weight=qw
+    )
+    np.testing.assert_allclose(np.exp(lp1), p1, atol=1e-5)
+    np.testing.assert_allclose(np.exp(lp0), p0, atol=1e-5)
+    np.testing.assert_allclose(cnml_normalise(lp1, lp0, "prob"), r, atol=1e-5)
+    # The adaptation really moved the classifier (otherwise agreement would be trivial).
+    p_plain = jax.nn.softmax(classifier.logits(params, queries))
+    assert np.max(np.abs(np.asarray(p1) - np.asarray(p_plain[:, 1]))) > 1e-3
+
+
+def test_query_alone_matches_naive_with_empty_support():
+    params, queries, ref_x, ref_y = _random_problem(4, 2, (16, 16), 10, 5)
+    lp1, lp0 = meta_nml.cnml_log_likelihoods(
+        params, queries, ref_x, ref_y, lr=0.5, thresh=0.5, q_weight=1 / 32, use_refs=False
+    )
+    for i, q in enumerate(queries):
+        for y, lp in ((1, lp1), (0, lp0)):
+            p = cnml.query_likelihood(
+                params, q, y, ref_x[:0], ref_y[:0], jnp.zeros((0,)), 1 / 32, 0.5, 1
+            )
+            np.testing.assert_allclose(np.exp(lp[i]), p, atol=1e-5)
+
+
+def test_chunked_inference_matches_naive_and_reward_types():
+    """MetaNML.likelihoods over chunks (pool = one support, any order) equals naive CNML."""
+    task = make_env("zigzag_maze")
+    mcfg = MetaNMLConfig(support_size=9, inference_chunk=4, inner_lr=0.5)
+    method = MetaNML(task, ClassifierConfig(hidden=(16, 16), reference_size=8), mcfg)
+    params, queries, ref_x, ref_y = _random_problem(5, 2, (16, 16), 10, 8)
+    state = method.init(jax.random.PRNGKey(0), jnp.zeros((3, 2)))
+    state = state.replace(params=params, pool_x=ref_x, pool_y=ref_y, meta_epochs=jnp.ones((), int))
+    lp1, lp0 = jax.jit(method.likelihoods)(state, queries, jax.random.PRNGKey(1))
+    p1, p0, _ = cnml.naive_cnml(
+        params, queries, ref_x, ref_y, lr=0.5, dist_weight_thresh=0.5,
+        query_weight=method.query_weight,
+    )  # fmt: skip
+    np.testing.assert_allclose(np.exp(lp1), p1, atol=1e-5)
+    np.testing.assert_allclose(np.exp(lp0), p0, atol=1e-5)
+    r = method.reward(state, None, queries, jax.random.PRNGKey(1))
+    assert r.shape == (10,) and np.all((r > 0) & (r < 1))
+    log_method = MetaNML(
+        task, ClassifierConfig(hidden=(16, 16), reference_size=8, reward_type="log_prob"), mcfg
+    )
+    log_r = log_method.reward(state, None, queries, jax.random.PRNGKey(1))
+    np.testing.assert_allclose(np.exp(log_r), r, atol=1e-5)
+
+
+def _naive_task_loss(method, params, q, y, sup_x, sup_y, outer_x, outer_y):
+    """MAML outer loss with materialised adapted parameters (jax.grad inner step)."""
+    cfg = method.config
+    w_sup = support_weights(q, sup_x, cfg.dist_weight_thresh)
+    x = jnp.concatenate([q[None], sup_x])
+    labels = jnp.concatenate([jnp.asarray(y)[None], sup_y])
+    w = jnp.concatenate([jnp.asarray(method.query_weight)[None], w_sup])
+    adapted = cnml.adapt(params, x, labels, w, cfg.inner_lr, 1)
+    ox = jnp.concatenate([outer_x, q[None]])
+    oy = jnp.concatenate([outer_y, jnp.asarray(y)[None]])
+    ow = jnp.concatenate(
+        [support_weights(q, outer_x, cfg.dist_weight_thresh), jnp.full((1,), 0.5)]
+    )
+    return classifier.weighted_xent(adapted, ox, oy, ow)
+
+
+@pytest.mark.parametrize("second_order", [True, False])
+def test_maml_loss_and_gradient_match_naive(second_order):
+    task = make_env("zigzag_maze")
+    mcfg = MetaNMLConfig(inner_lr=0.7, second_order=second_order)
+    method = MetaNML(task, ClassifierConfig(hidden=(24, 24)), mcfg)
+    params, _, sup_x, sup_y = _random_problem(6, 2, (24, 24), 1, 15)
+    _, queries, outer_x, outer_y = _random_problem(7, 2, (24, 24), 1, 40)
+    q, y = queries[0], 1
+    fast = method.task_loss(params, q, y, sup_x, sup_y, outer_x, outer_y)
+    slow = _naive_task_loss(method, params, q, y, sup_x, sup_y, outer_x, outer_y)
+    np.testing.assert_allclose(fast, slow, rtol=1e-5)
+    g_fast = jax.grad(method.task_loss)(params, q, y, sup_x, sup_y, outer_x, outer_y)
+    if second_order:
+        g_ref = jax.grad(_naive_task_loss, argnums=1)(
+            method, params, q, y, sup_x, sup_y, outer_x, outer_y
+        )
+    else:  # first order: gradient of the outer loss at the adapted parameters
+        x = jnp.concatenate([q[None], sup_x])
+        labels = jnp.concatenate([jnp.asarray(y)[None], sup_y])
+        w = jnp.concatenate(
+            [jnp.asarray(method.query_weight)[None],
+             support_weights(q, sup_x, mcfg.dist_weight_thresh)]
+        )  # fmt: skip
+        adapted = cnml.adapt(params, x, labels, w, mcfg.inner_lr, 1)
+        ox = jnp.concatenate([outer_x, q[None]])
+        oy = jnp.concatenate([outer_y, jnp.asarray(y)[None]])
+        ow = jnp.concatenate(
+            [support_weights(q, outer_x, mcfg.dist_weight_thresh), jnp.full((1,), 0.5)]
+        )
+        g_ref = jax.grad(classifier.weighted_xent)(adapted, ox, oy, ow)
+    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_ref), strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-4)
+
+
+# -- Behaviour on a 2D toy dataset ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """Success examples at (3, 3); many visited failure states around (-3, -3)."""
+    task = make_env("zigzag_maze")
+    succ = jnp.array([3.0, 3.0]) + 0.05 * jax.random.normal(jax.random.PRNGKey(0), (150, 2))
+    visited = jnp.array([-3.0, -3.0]) + 0.5 * jax.random.normal(jax.random.PRNGKey(1), (2000, 2))
+    z = jnp.zeros((2000,))
+    buf = replay_lib.insert(
+        replay_lib.init(4096, 2, 2),
+        replay_lib.Transition(visited, jnp.zeros((2000, 2)), z, visited, z, z),
+    )
+    ccfg = ClassifierConfig(hidden=(64, 64), reference_size=512)
+    mural = MetaNML(task, ccfg, MetaNMLConfig())
+    state0 = mural.init(jax.random.PRNGKey(2), succ)
+    update = jax.jit(mural.update)
+    state, info = update(state0, buf, jax.random.PRNGKey(3), 60)
+    vice = Vice(task, ccfg)
+    vstate, _ = jax.jit(vice.update)(vice.init(jax.random.PRNGKey(2), succ), buf,
+                                     jax.random.PRNGKey(3), 20)  # fmt: skip
+    return dict(task=task, mural=mural, state0=state0, state=state, info=info, buf=buf,
+                vice=vice, vstate=vstate, succ=succ, update=update)  # fmt: skip
+
+
+QUERIES = jnp.array([[3.0, 3.0], [-3.0, -3.0], [3.0, -3.0], [-3.0, 3.0]])
+
+
+def test_cnml_reward_is_optimistic_where_unexplored(toy):
+    r = np.asarray(toy["mural"].reward(toy["state"], None, QUERIES, jax.random.PRNGKey(4)))
+    success, failure, far1, far2 = r
+    assert success > 0.8, r
+    assert failure < 0.1, r
+    assert abs(far1 - 0.5) < 0.1 and abs(far2 - 0.5) < 0.1, r
+    assert float(toy["info"]["meta_epochs"]) == 60
+
+
+def test_plain_classifier_is_not_optimistic(toy):
+    r = np.asarray(toy["vice"].reward(toy["vstate"], None, QUERIES, None))
+    assert r[0] > 0.9 and r[1] < 0.1, r
+    # The point of CNML: the plain classifier is confident about states it never saw.
+    assert max(abs(r[2] - 0.5), abs(r[3] - 0.5)) > 0.1, r
+
+
+def test_meta_training_lowers_held_out_post_adaptation_loss(toy):
+    """Held-out tasks (fresh queries, labels, supports): meta-trained init adapts better."""
+    mural, buf = toy["mural"], toy["buf"]
+    from mural_jax.rewards.tasks import reference_set
+
+    ref_x, ref_y = reference_set(
+        jax.random.PRNGKey(99), buf, toy["succ"], lambda x: x, mural.classifier_config.reference_size
+    )
+
+    def held_out_loss(params):
+        s = toy["state0"].replace(params=params)
+        q, y, sx, sy = mural._sample_tasks(jax.random.PRNGKey(123), s, buf, ref_x, ref_y)
+        losses = jax.vmap(mural.task_loss, in_axes=(None, 0, 0, 0, 0, None, None))(
+            params, q, y, sx, sy, ref_x, ref_y
+        )
+        return float(losses.mean())
+
+    before, after = held_out_loss(toy["state0"].params), held_out_loss(toy["state"].params)
+    assert after < 0.5 * before, (before, after)
+
+
+def test_update_with_zero_epochs_is_identity_and_compiled_once(toy):
+    state, info = toy["update"](toy["state"], toy["buf"], jax.random.PRNGKey(5), 0)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(toy["state"]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert toy["update"]._cache_size() == 1

@@ -1,0 +1,165 @@
+"""The training loop: episode boundaries, compile-once, SAC learning, MURAL smoke, CLI outputs."""
+
+import csv
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mural_jax import config as config_lib
+from mural_jax.config import ClassifierConfig, MetaNMLConfig, SACConfig, TrainConfig
+from mural_jax.train import main, make_train
+
+# Small but real: solves zigzag_maze with the dense oracle in ~30k env steps on 2 CPU cores.
+SMALL_SAC = SACConfig(hidden=(128, 128), learning_rate=1e-3, gamma=0.95, batch_size=128,
+                      init_alpha=0.1)  # fmt: skip
+
+
+def tiny(**kw) -> TrainConfig:
+    base = dict(
+        env="zigzag_maze",
+        method="dense",
+        steps=400,
+        eval_every=200,
+        num_envs=4,
+        updates_per_step=0.25,
+        random_steps=100,
+        replay_capacity=1000,
+        eval_episodes=4,
+        sac=SACConfig(hidden=(16, 16), batch_size=32),
+        classifier=ClassifierConfig(hidden=(16, 16), reference_size=64, update_every=100,
+                                    initial_epochs=2),  # fmt: skip
+        meta_nml=MetaNMLConfig(tasks_per_epoch=4, num_query_points=16, inference_chunk=16),
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_episode_boundaries_truncate_and_keep_final_observation():
+    trainer = make_train(tiny(steps=800, eval_every=800, random_steps=800))
+    state = trainer.init(jax.random.PRNGKey(0))
+    state, _ = jax.jit(trainer.run_chunk)(state)
+    data = jax.device_get(state.replay.data)
+    n, horizon = trainer.config.num_envs, trainer.horizon
+    trunc = data.truncated[:800].reshape(-1, n)  # (iterations, envs)
+    assert np.all(trunc[horizon - 1 :: horizon] == 1)
+    assert trunc.sum() == n * (800 // n // horizon)
+    assert np.all(data.terminated[:800] == 0)
+    obs = data.obs[:800].reshape(-1, n, 2)
+    next_obs = data.next_obs[:800].reshape(-1, n, 2)
+    start = np.asarray(trainer.task.layout.start)
+    # After a boundary the next transition starts from a reset; the stored next_obs is the real
+    # final observation of the ended episode (it moved away from the start during 100 steps).
+    np.testing.assert_allclose(obs[horizon], np.broadcast_to(start, (n, 2)))
+    assert np.all(np.linalg.norm(next_obs[horizon - 1] - start, axis=-1) > 1e-3)
+    # Inside an episode, observations chain: obs[t+1] == next_obs[t].
+    np.testing.assert_allclose(obs[1:horizon], next_obs[: horizon - 1])
+
+
+def test_sac_dense_solves_zigzag_and_traces_once():
+    cfg = TrainConfig(
+        env="zigzag_maze",
+        method="dense",
+        steps=36_000,
+        eval_every=3_000,
+        num_envs=8,
+        updates_per_step=0.5,
+        random_steps=1000,
+        replay_capacity=100_000,
+        eval_episodes=8,
+        sac=SMALL_SAC,
+    )
+    trainer = make_train(cfg)
+    run_chunk = jax.jit(trainer.run_chunk)
+    state = trainer.init(jax.random.PRNGKey(0))
+    history = []
+    for _ in range(trainer.num_chunks):
+        state, metrics = run_chunk(state)
+        history.append(float(metrics["eval/success_rate"]))
+    assert run_chunk._cache_size() == 1  # compiled once for the whole run
+    assert int(state.env_steps) == 36_000
+    assert max(history[-3:]) >= 0.8, history
+
+
+def test_mural_end_to_end_smoke_compiled_once():
+    cfg = tiny(method="mural", steps=600)
+    trainer = make_train(cfg)
+    run_chunk = jax.jit(trainer.run_chunk)
+    state = trainer.init(jax.random.PRNGKey(1))
+    for _ in range(trainer.num_chunks):
+        state, metrics = run_chunk(state)
+        assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+    assert run_chunk._cache_size() == 1
+    # Schedule: initial_epochs once the random steps are in, then one per update_every steps.
+    expected = cfg.classifier.initial_epochs + (600 - 100) // cfg.classifier.update_every
+    assert int(state.reward.meta_epochs) == expected
+    assert 0.0 <= float(metrics["train/reward_mean"]) <= 1.0
+
+
+@pytest.mark.parametrize("method", ["vice", "mural"])
+def test_reward_at_collection_stores_learned_rewards(method):
+    cfg = tiny(method=method, reward_at_collection=True)
+    trainer = make_train(cfg)
+    state, _ = jax.jit(trainer.run_chunk)(trainer.init(jax.random.PRNGKey(2)))
+    stored = np.asarray(state.replay.data.reward[: int(state.replay.size)])
+    assert np.all((stored > 0) & (stored < 1))
+    assert stored.std() > 0  # learned, not the env's sparse reward (all zeros here)
+
+
+def test_whole_run_is_pure_and_vmaps_over_seeds():
+    trainer = make_train(tiny(steps=200, eval_every=200))
+    run = jax.jit(jax.vmap(trainer.train))
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    state, metrics = run(keys)
+    again, _ = run(keys)
+    assert metrics["env_steps"].shape == (2, 1)
+    np.testing.assert_array_equal(
+        jax.tree.leaves(state.sac.policy_params)[0], jax.tree.leaves(again.sac.policy_params)[0]
+    )
+    p = jax.tree.leaves(state.sac.policy_params)[0]
+    assert not np.allclose(p[0], p[1])  # different seeds, different runs
+
+
+def test_cli_writes_config_and_metrics_and_refuses_to_overwrite(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    argv = ["--env", "zigzag_maze", "--method", "sparse", "--steps", "400", "--eval-every", "200",
+            "--num-envs", "4", "--random-steps", "100", "--replay-capacity", "1000",
+            "--eval-episodes", "4", "--sac.hidden", "16,16", "--sac.batch-size", "32",
+            "--updates-per-step", "0.25", "--seed", "3", "--out", out]  # fmt: skip
+    assert main(argv) == out
+    printed = capsys.readouterr().out
+    assert "steps/s" in printed and "ETA" in printed and out in printed
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    assert cfg["seed"] == 3 and cfg["method"] == "sparse" and cfg["sac"]["hidden"] == [16, 16]
+    assert config_lib.load_json(TrainConfig, os.path.join(out, "config.json")).seed == 3
+    rows = list(csv.DictReader(open(os.path.join(out, "metrics.csv"))))
+    assert [int(r["env_steps"]) for r in rows] == [200, 400]
+    for col in ("eval/success_rate", "eval/final_distance", "train/steps_per_second"):
+        assert col in rows[0]
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        main(argv)
+
+
+def test_cli_rejects_bad_values_before_compiling(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--method", "nope"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "method='nope'" in err and "mural" in err
+    with pytest.raises(SystemExit):
+        main(["--steps", "1000", "--eval-every", "300", "--num-envs", "4"])
+    assert "multiple of eval_every" in capsys.readouterr().err
+
+
+def test_rewards_recomputed_with_current_classifier_by_default():
+    """Fresh rewards: the sampled batch is scored by the reward state at update time."""
+    trainer = make_train(tiny(method="vice"))
+    state = trainer.init(jax.random.PRNGKey(4))
+    obs = jnp.array([[3.0, 3.0], [-3.0, -3.0]])
+    r0 = trainer.method.reward(state.reward, obs, obs, None)
+    state, _ = jax.jit(trainer.run_chunk)(state)
+    r1 = trainer.method.reward(state.reward, obs, obs, None)
+    assert float(r1[0] - r1[1]) > float(r0[0] - r0[1]) + 0.1
