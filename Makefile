@@ -4,14 +4,22 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
+# `make train` with no task arguments runs the quickstart (MURAL on zigzag_maze, CPU-sized);
+# naming ENV, METHOD or STEPS trains with the library defaults (the paper's settings).
+ifeq ($(origin ENV)$(origin METHOD)$(origin STEPS)$(origin CONFIG),undefinedundefinedundefinedundefined)
+CONFIG := quickstart
+endif
 ENV    ?= zigzag_maze
 METHOD ?= mural
 STEPS  ?=
 SEED   ?= 0
 OUT    ?=
+CONFIG ?=
 ARGS   ?=
+SEEDS  ?= 3
+METHODS ?= mural vice sparse dense
 
-.PHONY: venv train test lint format bench clean
+.PHONY: venv train reproduce test lint format bench clean
 
 venv: $(STAMP)
 
@@ -24,8 +32,14 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(PY) -m mural_jax.train --env $(ENV) --method $(METHOD) --seed $(SEED) \
-		$(if $(STEPS),--steps $(STEPS)) $(if $(OUT),--out $(OUT)) $(ARGS)
+	$(PY) -m mural_jax.train $(if $(CONFIG),--config $(CONFIG)) --env $(ENV) --method $(METHOD) \
+		--seed $(SEED) $(if $(STEPS),--steps $(STEPS)) $(if $(OUT),--out $(OUT)) $(ARGS)
+
+# make reproduce ENV=zigzag_maze SEEDS=3 METHODS="mural vice sparse" [CONFIG=zigzag_maze_cpu]
+reproduce: $(STAMP)
+	$(PY) -m experiments.reproduce --config $(or $(CONFIG),$(ENV)) --seeds $(SEEDS) \
+		--methods $(METHODS) --out $(or $(OUT),runs/reproduce-$(ENV)-$(shell date +%Y%m%d-%H%M%S)) \
+		$(if $(STEPS),--steps $(STEPS))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mural_jax tests experiments benchmarks

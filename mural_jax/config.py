@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import types
 import typing
 from typing import Any
@@ -83,9 +84,11 @@ class ClassifierConfig:
         )
         _check("classifier.learning_rate", self.learning_rate, 0 < self.learning_rate < 1, "(0,1)")
         _check(
-            "classifier.reward_type", self.reward_type, self.reward_type in REWARD_TYPES,
+            "classifier.reward_type",
+            self.reward_type,
+            self.reward_type in REWARD_TYPES,
             " | ".join(REWARD_TYPES),
-        )  # fmt: skip
+        )
 
 
 REWARD_TYPES = ("prob", "log_prob")
@@ -288,6 +291,34 @@ def save_json(cfg, path) -> None:
 def load_json(cls, path):
     with open(path) as f:
         return from_dict(cls, json.load(f))
+
+
+EXPERIMENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments", "configs")
+
+
+def list_experiments() -> list[str]:
+    if not os.path.isdir(EXPERIMENTS_DIR):
+        return []
+    return sorted(f[:-5] for f in os.listdir(EXPERIMENTS_DIR) if f.endswith(".json"))
+
+
+def load_experiment(name_or_path: str) -> TrainConfig:
+    """A TrainConfig from experiments/configs/NAME.json or a JSON file path, validated."""
+    path = name_or_path
+    if not os.path.exists(path):
+        path = os.path.join(EXPERIMENTS_DIR, name_or_path + ".json")
+    if not os.path.exists(path):
+        raise ConfigError(
+            f"config={name_or_path!r} is neither a file nor a known experiment; "
+            f"allowed: a JSON path or one of {', '.join(list_experiments())}"
+        )
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
+    data.pop("_comment", None)
+    return from_dict(TrainConfig, data).validate()
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls=TrainConfig, prefix: str = "") -> None:

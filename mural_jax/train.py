@@ -155,7 +155,9 @@ class Trainer:
         first = (before < start) & (state.env_steps >= start)
         crossed = (state.env_steps // ccfg.update_every) > (before // ccfg.update_every)
         scheduled = crossed & (before >= start)
-        epochs = jnp.where(first, ccfg.initial_epochs, jnp.where(scheduled, ccfg.epochs_per_update, 0))
+        epochs = jnp.where(
+            first, ccfg.initial_epochs, jnp.where(scheduled, ccfg.epochs_per_update, 0)
+        )
         reward_state, info = self.method.update(state.reward, state.replay, rng, epochs)
         return state.replace(reward=reward_state), info
 
@@ -221,9 +223,7 @@ class Trainer:
         n_updated = jnp.maximum(sums.pop("train/updated_iterations"), 1.0)
         episodes = sums.pop("train/episodes")
         episode_success = sums.pop("train/episode_success")
-        metrics = {
-            k: (v / n_updated if k.startswith("train/") else v) for k, v in sums.items()
-        }
+        metrics = {k: (v / n_updated if k.startswith("train/") else v) for k, v in sums.items()}
         metrics["train/episode_success_rate"] = episode_success / jnp.maximum(episodes, 1.0)
         rng, k_eval = jax.random.split(state.rng)
         state = state.replace(rng=rng)
@@ -279,9 +279,16 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         prog="python -m mural_jax.train",
         description="Train SAC with a sparse, dense, VICE or MURAL reward on a registered task.",
     )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="base config: a name in experiments/configs/ (e.g. quickstart) or a JSON path; "
+        "flags override it",
+    )
     config_lib.add_arguments(parser)
     args = parser.parse_args(argv)
-    cfg = config_lib.replace(TrainConfig(), config_lib.overrides_from_args(args))
+    base = config_lib.load_experiment(args.config) if args.config else TrainConfig()
+    cfg = config_lib.replace(base, config_lib.overrides_from_args(args))
     return cfg.validate()
 
 

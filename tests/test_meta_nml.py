@@ -18,8 +18,10 @@ def _random_problem(seed, d, hidden, n_query, m):
     ks = jax.random.split(jax.random.PRNGKey(seed), 5)
     params = classifier.init(ks[0], d, hidden)
     # Non-zero biases so the bias part of the update is exercised too.
-    params = [{**p, "b": 0.3 * jax.random.normal(k, p["b"].shape)} for p, k in
-              zip(params, jax.random.split(ks[4], len(params)))]  # fmt: skip
+    params = [
+        {**p, "b": 0.3 * jax.random.normal(k, p["b"].shape)}
+        for p, k in zip(params, jax.random.split(ks[4], len(params)), strict=True)
+    ]
     queries = 2.0 * jax.random.normal(ks[1], (n_query, d))
     ref_x = 2.0 * jax.random.normal(ks[2], (m, d))
     ref_y = jax.random.bernoulli(ks[3], 0.5, (m,)).astype(jnp.int32)
@@ -74,9 +76,14 @@ def test_chunked_inference_matches_naive_and_reward_types():
     state = state.replace(params=params, pool_x=ref_x, pool_y=ref_y, meta_epochs=jnp.ones((), int))
     lp1, lp0 = jax.jit(method.likelihoods)(state, queries, jax.random.PRNGKey(1))
     p1, p0, _ = cnml.naive_cnml(
-        params, queries, ref_x, ref_y, lr=0.5, dist_weight_thresh=0.5,
+        params,
+        queries,
+        ref_x,
+        ref_y,
+        lr=0.5,
+        dist_weight_thresh=0.5,
         query_weight=method.query_weight,
-    )  # fmt: skip
+    )
     np.testing.assert_allclose(np.exp(lp1), p1, atol=1e-5)
     np.testing.assert_allclose(np.exp(lp0), p0, atol=1e-5)
     r = method.reward(state, None, queries, jax.random.PRNGKey(1))
@@ -98,9 +105,7 @@ def _naive_task_loss(method, params, q, y, sup_x, sup_y, outer_x, outer_y):
     adapted = cnml.adapt(params, x, labels, w, cfg.inner_lr, 1)
     ox = jnp.concatenate([outer_x, q[None]])
     oy = jnp.concatenate([outer_y, jnp.asarray(y)[None]])
-    ow = jnp.concatenate(
-        [support_weights(q, outer_x, cfg.dist_weight_thresh), jnp.full((1,), 0.5)]
-    )
+    ow = jnp.concatenate([support_weights(q, outer_x, cfg.dist_weight_thresh), jnp.full((1,), 0.5)])
     return classifier.weighted_xent(adapted, ox, oy, ow)
 
 
@@ -124,9 +129,11 @@ def test_maml_loss_and_gradient_match_naive(second_order):
         x = jnp.concatenate([q[None], sup_x])
         labels = jnp.concatenate([jnp.asarray(y)[None], sup_y])
         w = jnp.concatenate(
-            [jnp.asarray(method.query_weight)[None],
-             support_weights(q, sup_x, mcfg.dist_weight_thresh)]
-        )  # fmt: skip
+            [
+                jnp.asarray(method.query_weight)[None],
+                support_weights(q, sup_x, mcfg.dist_weight_thresh),
+            ]
+        )
         adapted = cnml.adapt(params, x, labels, w, mcfg.inner_lr, 1)
         ox = jnp.concatenate([outer_x, q[None]])
         oy = jnp.concatenate([outer_y, jnp.asarray(y)[None]])
@@ -158,10 +165,21 @@ def toy():
     update = jax.jit(mural.update)
     state, info = update(state0, buf, jax.random.PRNGKey(3), 60)
     vice = Vice(task, ccfg)
-    vstate, _ = jax.jit(vice.update)(vice.init(jax.random.PRNGKey(2), succ), buf,
-                                     jax.random.PRNGKey(3), 20)  # fmt: skip
-    return dict(task=task, mural=mural, state0=state0, state=state, info=info, buf=buf,
-                vice=vice, vstate=vstate, succ=succ, update=update)  # fmt: skip
+    vstate, _ = jax.jit(vice.update)(
+        vice.init(jax.random.PRNGKey(2), succ), buf, jax.random.PRNGKey(3), 20
+    )
+    return dict(
+        task=task,
+        mural=mural,
+        state0=state0,
+        state=state,
+        info=info,
+        buf=buf,
+        vice=vice,
+        vstate=vstate,
+        succ=succ,
+        update=update,
+    )
 
 
 QUERIES = jnp.array([[3.0, 3.0], [-3.0, -3.0], [3.0, -3.0], [-3.0, 3.0]])
@@ -189,7 +207,11 @@ def test_meta_training_lowers_held_out_post_adaptation_loss(toy):
     from mural_jax.rewards.tasks import reference_set
 
     ref_x, ref_y = reference_set(
-        jax.random.PRNGKey(99), buf, toy["succ"], lambda x: x, mural.classifier_config.reference_size
+        jax.random.PRNGKey(99),
+        buf,
+        toy["succ"],
+        lambda x: x,
+        mural.classifier_config.reference_size,
     )
 
     def held_out_loss(params):

@@ -14,8 +14,9 @@ from mural_jax.config import ClassifierConfig, MetaNMLConfig, SACConfig, TrainCo
 from mural_jax.train import main, make_train
 
 # Small but real: solves zigzag_maze with the dense oracle in ~30k env steps on 2 CPU cores.
-SMALL_SAC = SACConfig(hidden=(128, 128), learning_rate=1e-3, gamma=0.95, batch_size=128,
-                      init_alpha=0.1)  # fmt: skip
+SMALL_SAC = SACConfig(
+    hidden=(128, 128), learning_rate=1e-3, gamma=0.95, batch_size=128, init_alpha=0.1
+)
 
 
 def tiny(**kw) -> TrainConfig:
@@ -30,8 +31,9 @@ def tiny(**kw) -> TrainConfig:
         replay_capacity=1000,
         eval_episodes=4,
         sac=SACConfig(hidden=(16, 16), batch_size=32),
-        classifier=ClassifierConfig(hidden=(16, 16), reference_size=64, update_every=100,
-                                    initial_epochs=2),  # fmt: skip
+        classifier=ClassifierConfig(
+            hidden=(16, 16), reference_size=64, update_every=100, initial_epochs=2
+        ),
         meta_nml=MetaNMLConfig(tasks_per_epoch=4, num_query_points=16, inference_chunk=16),
     )
     base.update(kw)
@@ -125,10 +127,34 @@ def test_whole_run_is_pure_and_vmaps_over_seeds():
 
 def test_cli_writes_config_and_metrics_and_refuses_to_overwrite(tmp_path, capsys):
     out = str(tmp_path / "run")
-    argv = ["--env", "zigzag_maze", "--method", "sparse", "--steps", "400", "--eval-every", "200",
-            "--num-envs", "4", "--random-steps", "100", "--replay-capacity", "1000",
-            "--eval-episodes", "4", "--sac.hidden", "16,16", "--sac.batch-size", "32",
-            "--updates-per-step", "0.25", "--seed", "3", "--out", out]  # fmt: skip
+    argv = [
+        "--env",
+        "zigzag_maze",
+        "--method",
+        "sparse",
+        "--steps",
+        "400",
+        "--eval-every",
+        "200",
+        "--num-envs",
+        "4",
+        "--random-steps",
+        "100",
+        "--replay-capacity",
+        "1000",
+        "--eval-episodes",
+        "4",
+        "--sac.hidden",
+        "16,16",
+        "--sac.batch-size",
+        "32",
+        "--updates-per-step",
+        "0.25",
+        "--seed",
+        "3",
+        "--out",
+        out,
+    ]
     assert main(argv) == out
     printed = capsys.readouterr().out
     assert "steps/s" in printed and "ETA" in printed and out in printed

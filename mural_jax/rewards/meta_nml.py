@@ -96,12 +96,12 @@ def adapted_logits(params, groups, x: jax.Array, lr: float) -> jax.Array:
     groups: [(Factors, coefficients (m,)), ...]; the step is -lr * sum_i c_i grad_i.
     """
     a = x
-    for l, layer in enumerate(params):
+    for i, layer in enumerate(params):
         z = a @ layer["w"] + layer["b"]
         for f, c in groups:
-            s = c * (f.inputs[l] @ a + 1.0)
-            z = z - lr * (s @ f.deltas[l])
-        a = jax.nn.relu(z) if l < len(params) - 1 else z
+            s = c * (f.inputs[i] @ a + 1.0)
+            z = z - lr * (s @ f.deltas[i])
+        a = jax.nn.relu(z) if i < len(params) - 1 else z
     return z
 
 
@@ -159,8 +159,9 @@ class MetaNML:
     @property
     def query_weight(self) -> float:
         cfg = self.config
-        return query_weight(cfg.query_point_weight, self.classifier_config.reference_size,
-                            cfg.support_size)  # fmt: skip
+        return query_weight(
+            cfg.query_point_weight, self.classifier_config.reference_size, cfg.support_size
+        )
 
     def init(self, rng: jax.Array, success_examples: jax.Array) -> MetaNMLState:
         feats = self.task.classifier_features(success_examples)

@@ -61,8 +61,9 @@ class Vice:
             state.params, x, y, jnp.ones((2 * half,))
         )
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        return state.replace(params=optax.apply_updates(state.params, updates),
-                             opt_state=opt_state), loss  # fmt: skip
+        return state.replace(
+            params=optax.apply_updates(state.params, updates), opt_state=opt_state
+        ), loss
 
     def update(self, state, replay, rng, epochs):
         """`epochs` x steps_per_epoch Adam steps (epochs is traced: usually 0)."""
