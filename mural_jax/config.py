@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
@@ -152,7 +153,7 @@ class TrainConfig:
     #: None: the task's own horizon (mazes 100).
     episode_length: int | None = None
     #: Env steps per compiled chunk: evaluate, log and report between chunks.
-    eval_every: int = 5000
+    eval_every: int = 4000
     eval_episodes: int = 64
     num_success_examples: int = 150
     #: Store the learned reward once at collection, as the original did (default: recompute
@@ -241,9 +242,12 @@ def _coerce(tp, value, name):
                 return value.lower() in ("true", "1")
             return bool(value)
         if tp is int:
-            if isinstance(value, float) and not value.is_integer():
+            if isinstance(value, bool):
                 raise ValueError
-            return int(float(value)) if isinstance(value, str) else int(value)
+            f = float(value)
+            if not math.isfinite(f) or not f.is_integer():
+                raise ValueError
+            return int(f)
         return tp(value)
     except (TypeError, ValueError):
         raise ConfigError(

@@ -49,8 +49,7 @@ def init(capacity: int, obs_size: int, action_size: int) -> ReplayBuffer:
         terminated=z(),
         truncated=z(),
     )
-    zero = jnp.zeros((), jnp.int32)
-    return ReplayBuffer(data=data, position=zero, size=zero)
+    return ReplayBuffer(data=data, position=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32))
 
 
 def insert(buffer: ReplayBuffer, batch: Transition) -> ReplayBuffer:

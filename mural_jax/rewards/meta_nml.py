@@ -105,14 +105,17 @@ def adapted_logits(params, groups, x: jax.Array, lr: float) -> jax.Array:
     return z
 
 
-def cnml_log_likelihoods(params, queries, ref_x, ref_y, *, lr, thresh, q_weight, use_refs=True):
+def cnml_log_likelihoods(
+    params, queries, ref_x, ref_y, *, lr, thresh, q_weight, use_refs=True, ref_factors=None
+):
     """log p_1(1|q) and log p_0(0|q) for queries (B, d) sharing one reference support.
 
-    Vmapped over queries and over both labels; the references' factors are computed once.
+    Vmapped over queries and over both labels; the references' factors are computed once
+    (or passed in as `ref_factors` to share them across several calls, e.g. memory chunks).
     `use_refs=False` adapts on the query alone (the original's rule before meta-training).
     """
     chex.assert_rank([queries, ref_x], 2)
-    ref_f = support_factors(params, ref_x, ref_y)
+    ref_f = support_factors(params, ref_x, ref_y) if ref_factors is None else ref_factors
 
     def per_query(q):
         w_ref = support_weights(q, ref_x, thresh) * use_refs

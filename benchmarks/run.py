@@ -1,0 +1,308 @@
+"""`make bench`: speed figures, each against a reference measured in the same run.
+
+    python -m benchmarks.run [--only meta_nml,overhead,sac] [--widths 256,2048]
+
+- meta_nml: both-label CNML queries/s for (a) the vmapped closed-form meta-NML, (b) naive
+  per-query vmap(grad) on materialised weight copies, (c) one query at a time as the original
+  does; ratios a/b and a/c, and the max |a - b| of the likelihoods.
+- overhead: env steps/s of MURAL vs sparse on the same task and config (and with rewards stored
+  at collection); ratio = sparse / mural wall clock.
+- sac: our SAC env steps/s on zigzag_maze vs Brax's own SAC trainer on the same task and config
+  (run in .venv-brax with a JAX it supports, see benchmarks/setup_brax_venv.sh).
+
+Writes benchmarks/latest.json and appends a section to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+
+from mural_jax import config as config_lib
+from mural_jax.rewards import classifier, cnml, meta_nml
+from mural_jax.train import make_train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KW = dict(lr=0.01, thresh=0.5, q_weight=1 / 32)
+
+
+def _time(fn, *args, repeats=3):
+    """Best wall time of `repeats` calls after one warm-up (compile) call."""
+    jax.block_until_ready(fn(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def bench_meta_nml(width: int, n_fast: int, n_naive: int, n_serial: int) -> dict:
+    d, m = 2, 63
+    ks = jax.random.split(jax.random.PRNGKey(0), 4)
+    params = classifier.init(ks[0], d, (width, width))
+    queries = 3.0 * jax.random.uniform(ks[1], (max(n_fast, n_naive), d), minval=-1, maxval=1)
+    ref_x = 3.0 * jax.random.uniform(ks[2], (m, d), minval=-1, maxval=1)
+    ref_y = jax.random.bernoulli(ks[3], 0.5, (m,)).astype(jnp.int32)
+
+    # (a) closed form, vmapped over queries and labels; one support for the batch (its
+    # factors computed once), queries in memory chunks of up to 4096.
+    @jax.jit
+    def fast(qs):
+        chunks = qs.reshape(-1, min(4096, qs.shape[0]), d)
+        ref_f = meta_nml.support_factors(params, ref_x, ref_y)
+        f = lambda c: meta_nml.cnml_log_likelihoods(
+            params, c, ref_x, ref_y, ref_factors=ref_f, **KW
+        )
+        lp1, lp0 = jax.lax.map(f, chunks)
+        return jnp.exp(lp1.reshape(-1)), jnp.exp(lp0.reshape(-1))
+
+    # (b) naive: per-query vmap(grad) with a materialised weight copy per query and label.
+    def naive_one(q):
+        w = meta_nml.support_weights(q, ref_x, KW["thresh"])
+        return jnp.stack(
+            [
+                cnml.query_likelihood(params, q, y, ref_x, ref_y, w, KW["q_weight"], KW["lr"], 1)
+                for y in (1, 0)
+            ]
+        )
+
+    naive_chunk = 8 if width >= 1024 else 64
+
+    @jax.jit
+    def naive(qs):
+        p = jax.lax.map(jax.vmap(naive_one), qs.reshape(-1, naive_chunk, d))
+        return p[..., 0].reshape(-1), p[..., 1].reshape(-1)
+
+    # (c) the original's way: one query at a time from the host.
+    serial_one = jax.jit(naive_one)
+
+    def serial(qs):
+        return [serial_one(q) for q in qs]
+
+    qa, qb, qc = queries[:n_fast], queries[:n_naive], queries[:n_serial]
+    ta = _time(fast, qa)
+    tb = _time(naive, qb)
+    tc = _time(serial, qc, repeats=1)
+    pa, pb = fast(qb[: (n_naive // 256) * 256 or n_naive]), naive(qb)
+    n_cmp = pa[0].shape[0]
+    err = max(
+        float(jnp.max(jnp.abs(pa[0] - pb[0][:n_cmp]))),
+        float(jnp.max(jnp.abs(pa[1] - pb[1][:n_cmp]))),
+    )
+    qps = {"a_vmapped": n_fast / ta, "b_naive_vmap_grad": n_naive / tb, "c_serial": n_serial / tc}
+    return {
+        "width": width,
+        "queries_per_s": qps,
+        "ratio_a_over_b": qps["a_vmapped"] / qps["b_naive_vmap_grad"],
+        "ratio_a_over_c": qps["a_vmapped"] / qps["c_serial"],
+        "max_abs_error_a_vs_b": err,
+        "batch": {"a": n_fast, "b": n_naive, "c": n_serial},
+    }
+
+
+def _steps_per_s(cfg, chunks: int) -> float:
+    trainer = make_train(cfg)
+    run = jax.jit(trainer.run_chunk)
+    state = trainer.init(jax.random.PRNGKey(0))
+    state, _ = run(state)  # compile + random-action phase
+    jax.block_until_ready(state)
+    t = time.perf_counter()
+    for _ in range(chunks):
+        state, m = run(state)
+    jax.block_until_ready(m)
+    return chunks * cfg.eval_every / (time.perf_counter() - t)
+
+
+def bench_overhead(config: str, chunks: int) -> dict:
+    base = config_lib.load_experiment(config)
+    out = {"config": config}
+    for name, over in [
+        ("sparse", {"method": "sparse"}),
+        ("mural", {"method": "mural"}),
+        ("mural_reward_at_collection", {"method": "mural", "reward_at_collection": True}),
+    ]:
+        cfg = config_lib.replace(base, {**over, "steps": base.eval_every * (chunks + 1)})
+        out[name + "_steps_per_s"] = _steps_per_s(cfg, chunks)
+    out["overhead_mural_vs_sparse"] = out["sparse_steps_per_s"] / out["mural_steps_per_s"]
+    out["overhead_collection_vs_sparse"] = (
+        out["sparse_steps_per_s"] / out["mural_reward_at_collection_steps_per_s"]
+    )
+    return out
+
+
+# Same task and config for both trainers (matches tests/test_train.py's SAC test).
+SAC_BENCH = {
+    "env": "zigzag_maze",
+    "method": "dense",
+    "num_envs": 8,
+    "updates_per_step": 0.5,
+    "eval_every": 4000,
+    "random_steps": 1000,
+    "replay_capacity": 100000,
+    "eval_episodes": 8,
+    "sac": {
+        "hidden": [128, 128],
+        "learning_rate": 1e-3,
+        "gamma": 0.95,
+        "batch_size": 128,
+        "init_alpha": 0.1,
+    },
+}
+
+
+def bench_sac(steps: int) -> dict:
+    cfg = config_lib.from_dict(config_lib.TrainConfig, {**SAC_BENCH, "steps": steps})
+    ours = _steps_per_s(cfg, steps // cfg.eval_every - 1)
+    out = {"ours_env_steps_per_s": ours, "config": SAC_BENCH}
+    brax_py = os.path.join(ROOT, ".venv-brax", "bin", "python")
+    if not os.path.exists(brax_py):
+        setup = os.path.join(ROOT, "benchmarks", "setup_brax_venv.sh")
+        if os.path.exists(setup):
+            subprocess.run(["bash", setup], cwd=ROOT, check=False)
+    if os.path.exists(brax_py):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "brax.json")
+            env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
+            cmd = [brax_py, "benchmarks/brax_sac.py", "--steps", str(steps), "--json", path]
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+            if proc.returncode == 0 and os.path.exists(path):
+                brax = json.load(open(path))
+                out["brax"] = brax
+                out["ratio_ours_over_brax"] = ours / brax["env_steps_per_s"]
+            else:
+                out["brax_error"] = proc.stderr[-2000:]
+    else:
+        out["brax_error"] = "no .venv-brax (benchmarks/setup_brax_venv.sh failed)"
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="mural_jax benchmarks")
+    p.add_argument("--only", default="meta_nml,overhead,sac")
+    p.add_argument("--widths", default="256,2048")
+    p.add_argument("--overhead-config", default="quickstart")
+    p.add_argument("--sac-steps", type=int, default=20000)
+    args = p.parse_args(argv)
+    only = set(args.only.split(","))
+    dev = jax.devices()[0]
+    results = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "device": f"{dev.platform}: {dev.device_kind}",
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "jax": jax.__version__,
+        "command": "python -m benchmarks.run " + " ".join(argv or sys.argv[1:]),
+    }
+    on_gpu = dev.platform != "cpu"
+    if "meta_nml" in only:
+        results["meta_nml"] = []
+        for w in map(int, args.widths.split(",")):
+            if on_gpu:
+                sizes = (65536, 256, 32)
+            else:
+                sizes = (4096, 512, 32) if w <= 512 else (512, 32, 8)
+            r = bench_meta_nml(w, *sizes)
+            results["meta_nml"].append(r)
+            q = r["queries_per_s"]
+            print(
+                f"meta-NML width {w}: (a) {q['a_vmapped']:.0f} q/s  (b) "
+                f"{q['b_naive_vmap_grad']:.1f} q/s  (c) {q['c_serial']:.1f} q/s  "
+                f"a/b {r['ratio_a_over_b']:.0f}x  a/c {r['ratio_a_over_c']:.0f}x  "
+                f"max|a-b| {r['max_abs_error_a_vs_b']:.1e}",
+                flush=True,
+            )
+    if "overhead" in only:
+        r = bench_overhead(args.overhead_config, chunks=2)
+        results["overhead"] = r
+        print(
+            f"MURAL vs sparse ({args.overhead_config}): sparse {r['sparse_steps_per_s']:.0f} "
+            f"steps/s, mural {r['mural_steps_per_s']:.0f}, overhead "
+            f"{r['overhead_mural_vs_sparse']:.2f}x (stored-once rewards: "
+            f"{r['overhead_collection_vs_sparse']:.2f}x)",
+            flush=True,
+        )
+    if "sac" in only:
+        r = bench_sac(args.sac_steps)
+        results["sac"] = r
+        line = f"SAC zigzag_maze: ours {r['ours_env_steps_per_s']:.0f} env steps/s"
+        if "brax" in r:
+            line += (
+                f", Brax SAC {r['brax']['env_steps_per_s']:.0f} "
+                f"(jax {r['brax'].get('jax_version')}), ratio {r['ratio_ours_over_brax']:.2f}x"
+            )
+        else:
+            line += f" (Brax SAC not measured: {r['brax_error'][-200:]})"
+        print(line, flush=True)
+    os.makedirs(os.path.join(ROOT, "benchmarks"), exist_ok=True)
+    with open(os.path.join(ROOT, "benchmarks", "latest.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    _append_markdown(results)
+    print("wrote benchmarks/latest.json and docs/benchmarks.md")
+
+
+def _append_markdown(r: dict) -> None:
+    lines = [
+        "",
+        f"## {r['date']} — {r['device']}, {r['cpu_count']} CPUs, jax {r['jax']}",
+        "",
+        f"Command: `{r['command']}`",
+        "",
+    ]
+    if "meta_nml" in r:
+        lines += [
+            "| width | (a) vmapped meta-NML q/s | (b) naive vmap(grad) q/s | (c) serial q/s "
+            "| a/b | a/c | max abs err a-b |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for m in r["meta_nml"]:
+            q = m["queries_per_s"]
+            lines.append(
+                f"| {m['width']} | {q['a_vmapped']:.0f} | {q['b_naive_vmap_grad']:.1f} | "
+                f"{q['c_serial']:.1f} | {m['ratio_a_over_b']:.0f}x | {m['ratio_a_over_c']:.0f}x "
+                f"| {m['max_abs_error_a_vs_b']:.1e} |"
+            )
+        lines.append("")
+    if "overhead" in r:
+        o = r["overhead"]
+        lines.append(
+            f"MURAL vs sparse ({o['config']}): sparse {o['sparse_steps_per_s']:.0f} steps/s, "
+            f"MURAL {o['mural_steps_per_s']:.0f} ({o['overhead_mural_vs_sparse']:.2f}x wall "
+            f"clock), MURAL with stored-once rewards "
+            f"{o['mural_reward_at_collection_steps_per_s']:.0f} "
+            f"({o['overhead_collection_vs_sparse']:.2f}x)."
+        )
+        lines.append("")
+    if "sac" in r:
+        s = r["sac"]
+        line = "SAC on zigzag_maze (8 envs, 0.5 updates/step, 128x128, batch 128): ours "
+        line += f"{s['ours_env_steps_per_s']:.0f} env steps/s"
+        if "brax" in s:
+            line += (
+                f"; Brax's SAC trainer (jax {s['brax'].get('jax_version')}, separate venv) "
+                f"{s['brax']['env_steps_per_s']:.0f}; ratio {s['ratio_ours_over_brax']:.2f}x."
+            )
+        else:
+            line += "; Brax's SAC trainer not measured (see latest.json)."
+        lines.append(line)
+        lines.append("")
+    path = os.path.join(ROOT, "docs", "benchmarks.md")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write("# Benchmarks\n\nEach section is one `make bench` run (newest last).\n")
+    with open(path, "a") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

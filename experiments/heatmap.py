@@ -1,0 +1,107 @@
+"""Reward over the whole maze, MURAL vs VICE side by side, at a few points in training.
+
+    python -m experiments.heatmap --config zigzag_maze_cpu --steps 24000 --at 3000,12000,24000 \
+        --out docs/results/zigzag_heatmap.png
+
+Trains one seed of each method with the same config and, at the given env steps, evaluates the
+learned reward r(s) on a grid over the arena (walls drawn, visited states and success examples
+overlaid). MURAL's reward should stay near 0.5 where the agent has not been; VICE's need not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mural_jax import config as config_lib
+from mural_jax.train import make_train
+
+
+def reward_grid(trainer, state, n: int = 81):
+    """Learned reward on an n x n grid over the arena: (xs, ys, r[y, x])."""
+    lo, hi = trainer.task.layout.bounds
+    xs = np.linspace(lo, hi, n)
+    gx, gy = np.meshgrid(xs, xs)
+    pts = jnp.asarray(np.stack([gx.ravel(), gy.ravel()], -1), jnp.float32)
+    r = jax.jit(trainer.method.reward)(state.reward, pts, pts, jax.random.PRNGKey(0))
+    return xs, xs, np.asarray(r).reshape(n, n)
+
+
+def snapshots(cfg, at: list[int]):
+    """Train `cfg` and collect (env_steps, reward grid, visited sample, success rate)."""
+    trainer = make_train(cfg)
+    run = jax.jit(trainer.run_chunk)
+    state = trainer.init(jax.random.PRNGKey(cfg.seed))
+    shots = []
+    for _ in range(trainer.num_chunks):
+        state, metrics = run(state)
+        steps = int(state.env_steps)
+        if steps in at:
+            size = int(state.replay.size)
+            idx = np.random.default_rng(0).choice(size, min(size, 2000), replace=False)
+            visited = np.asarray(state.replay.data.next_obs)[idx]
+            shots.append(
+                (steps, reward_grid(trainer, state), visited, float(metrics["eval/success_rate"]))
+            )
+            print(f"  {cfg.method} at {steps}: eval success {shots[-1][3]:.2f}", flush=True)
+    return trainer, np.asarray(state.success_examples), shots
+
+
+def plot(results: dict, walls, out: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(results)
+    n_rows = len(results[methods[0]][2])
+    fig, axes = plt.subplots(n_rows, len(methods), figsize=(4.2 * len(methods), 3.8 * n_rows))
+    axes = np.atleast_2d(axes).reshape(n_rows, len(methods))
+    for col, method in enumerate(methods):
+        _, examples, shots = results[method]
+        for row, (steps, (xs, ys, r), visited, sr) in enumerate(shots):
+            ax = axes[row, col]
+            im = ax.imshow(r, origin="lower", extent=[xs[0], xs[-1], ys[0], ys[-1]],
+                           vmin=0, vmax=1, cmap="viridis")  # fmt: skip
+            ax.scatter(visited[:, 0], visited[:, 1], s=1, c="white", alpha=0.3)
+            ax.scatter(examples[:, 0], examples[:, 1], s=4, c="red", marker="*")
+            for x0, y0, x1, y1 in walls:
+                ax.plot([x0, x1], [y0, y1], color="orange", lw=3)
+            ax.set_title(f"{method.upper()} reward, {steps} steps (eval success {sr:.2f})",
+                         fontsize=9)  # fmt: skip
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="r(s)")
+    fig.suptitle(title)
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    fig.savefig(out, dpi=80)
+    print(f"wrote {out}")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--at", default=None, help="comma-separated env steps (multiples of eval)")
+    p.add_argument("--methods", nargs="+", default=["mural", "vice"])
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    base = config_lib.load_experiment(args.config)
+    if args.steps:
+        base = config_lib.replace(base, {"steps": args.steps})
+    at = [int(a) for a in args.at.split(",")] if args.at else [base.steps]
+    results = {}
+    for method in args.methods:
+        cfg = config_lib.replace(base, {"method": method}).validate()
+        trainer, examples, shots = snapshots(cfg, at)
+        results[method] = (trainer, examples, shots)
+    walls = trainer.task.layout.walls
+    plot(results, walls, args.out, f"{base.env}: learned reward over the maze")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Device replay ring buffer: shapes, ring order, valid-only sampling, flags, jit."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mural_jax import replay
+from mural_jax.replay import ReplayBuffer, Transition
+
+OBS, ACT = 3, 2
+
+
+def make_batch(ids, obs_size: int = OBS, act_size: int = ACT) -> Transition:
+    """Transitions whose every field encodes its id (so positions can be checked exactly)."""
+    ids = np.asarray(ids, np.float32)
+    n = len(ids)
+    return Transition(
+        obs=jnp.asarray(ids[:, None] + np.arange(obs_size) / 10, jnp.float32),
+        action=jnp.asarray(-ids[:, None] - np.arange(act_size) / 10, jnp.float32),
+        reward=jnp.asarray(ids * 2, jnp.float32),
+        next_obs=jnp.asarray(ids[:, None] + 1000 + np.arange(obs_size) / 10, jnp.float32),
+        terminated=jnp.asarray(ids % 2 == 0, jnp.float32).reshape(n),
+        truncated=jnp.asarray(ids % 3 == 0, jnp.float32).reshape(n),
+    )
+
+
+def ids_of(t: Transition) -> np.ndarray:
+    return np.asarray(t.reward) / 2
+
+
+def assert_consistent(t: Transition) -> None:
+    """Every field of each row belongs to the same transition (rows are not mixed up)."""
+    ids = ids_of(t)
+    np.testing.assert_allclose(np.asarray(t.obs)[..., 0], ids)
+    np.testing.assert_allclose(np.asarray(t.obs)[..., 2] - ids, 0.2, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(t.action)[..., 0], -ids)
+    np.testing.assert_allclose(np.asarray(t.next_obs)[..., 0], ids + 1000)
+    np.testing.assert_array_equal(np.asarray(t.terminated), (ids % 2 == 0).astype(np.float32))
+    np.testing.assert_array_equal(np.asarray(t.truncated), (ids % 3 == 0).astype(np.float32))
+
+
+def test_init_shapes_and_dtypes():
+    buf = replay.init(7, OBS, ACT)
+    assert isinstance(buf, ReplayBuffer)
+    assert buf.capacity == 7
+    shapes = {k: v.shape for k, v in vars(buf.data).items()}
+    assert shapes == {
+        "obs": (7, OBS),
+        "action": (7, ACT),
+        "reward": (7,),
+        "next_obs": (7, OBS),
+        "terminated": (7,),
+        "truncated": (7,),
+    }
+    for leaf in jax.tree.leaves(buf.data):
+        assert leaf.dtype == jnp.float32
+        assert not np.any(np.asarray(leaf))
+    assert int(buf.position) == 0 and int(buf.size) == 0
+    assert buf.position.dtype == jnp.int32
+
+
+def test_init_rejects_zero_capacity():
+    with pytest.raises(ValueError, match="0"):
+        replay.init(0, OBS, ACT)
+
+
+def test_insert_one_batch():
+    buf = replay.insert(replay.init(10, OBS, ACT), make_batch([5, 6, 7]))
+    assert int(buf.size) == 3 and int(buf.position) == 3
+    np.testing.assert_array_equal(ids_of(buf.data), [5, 6, 7, 0, 0, 0, 0, 0, 0, 0])
+    head = jax.tree.map(lambda x: x[:3], buf.data)
+    assert_consistent(head)
+    # Untouched slots stay zero.
+    for leaf in jax.tree.leaves(buf.data):
+        assert not np.any(np.asarray(leaf)[3:])
+
+
+def test_insert_casts_to_buffer_dtype():
+    batch = make_batch([1, 2]).replace(terminated=jnp.array([True, False]))
+    buf = replay.insert(replay.init(4, OBS, ACT), batch)
+    assert buf.data.terminated.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(buf.data.terminated[:2]), [1.0, 0.0])
+
+
+def test_wrap_around_keeps_last_entries_in_ring_order():
+    buf = replay.init(10, OBS, ACT)
+    for k in range(4):  # ids 0..11
+        buf = replay.insert(buf, make_batch([3 * k, 3 * k + 1, 3 * k + 2]))
+    assert int(buf.size) == 10
+    assert int(buf.position) == 2
+    # Slots 0, 1 were overwritten by ids 10, 11; slots 2..9 still hold ids 2..9.
+    np.testing.assert_array_equal(ids_of(buf.data), [10, 11, 2, 3, 4, 5, 6, 7, 8, 9])
+    assert_consistent(buf.data)
+    # Reading from `position` onwards gives the last 10 inserted, oldest first.
+    ring = np.roll(ids_of(buf.data), -int(buf.position))
+    np.testing.assert_array_equal(ring, np.arange(2, 12))
+
+
+def test_wrap_around_batch_straddling_the_end():
+    buf = replay.insert(replay.init(5, OBS, ACT), make_batch([1, 2, 3, 4]))
+    buf = replay.insert(buf, make_batch([5, 6, 7]))
+    np.testing.assert_array_equal(ids_of(buf.data), [6, 7, 3, 4, 5])
+    assert int(buf.position) == 2 and int(buf.size) == 5
+    # A batch of exactly the capacity replaces everything and keeps the position.
+    buf = replay.insert(buf, make_batch([10, 11, 12, 13, 14]))
+    np.testing.assert_array_equal(ids_of(buf.data), [13, 14, 10, 11, 12])
+    assert int(buf.position) == 2 and int(buf.size) == 5
+
+
+def test_insert_larger_than_capacity_raises():
+    with pytest.raises(ValueError) as info:
+        replay.insert(replay.init(4, OBS, ACT), make_batch(range(5)))
+    assert "5" in str(info.value) and "4" in str(info.value)
+
+
+def test_insert_rejects_mismatched_leading_dims():
+    bad = make_batch([1, 2, 3]).replace(reward=jnp.zeros(2))
+    with pytest.raises(AssertionError):
+        replay.insert(replay.init(10, OBS, ACT), bad)
+
+
+def test_sample_shapes():
+    buf = replay.insert(replay.init(100, OBS, ACT), make_batch(range(1, 21)))
+    s = replay.sample(buf, jax.random.PRNGKey(0), 32)
+    assert s.obs.shape == (32, OBS)
+    assert s.action.shape == (32, ACT)
+    assert s.next_obs.shape == (32, OBS)
+    for f in (s.reward, s.terminated, s.truncated):
+        assert f.shape == (32,)
+    assert_consistent(s)
+
+
+def test_sample_only_valid_entries():
+    ids = [11, 22, 33, 44, 55]
+    buf = replay.insert(replay.init(100, OBS, ACT), make_batch(ids))
+    s = replay.sample(buf, jax.random.PRNGKey(1), 2000)
+    got = ids_of(s)
+    assert set(got.tolist()) == set(ids)  # only the 5 entries, and all of them
+    # Roughly uniform over the valid entries.
+    counts = np.array([(got == i).sum() for i in ids])
+    assert counts.min() > 300 and counts.max() < 500
+    assert_consistent(s)
+    # After wrap-around every slot is valid.
+    full = replay.insert(replay.init(8, OBS, ACT), make_batch(range(1, 9)))
+    full = replay.insert(full, make_batch([100, 101]))
+    got = ids_of(replay.sample(full, jax.random.PRNGKey(2), 2000))
+    assert set(got.tolist()) == {100, 101, 3, 4, 5, 6, 7, 8}
+
+
+def test_sample_is_deterministic_for_fixed_rng():
+    buf = replay.insert(replay.init(50, OBS, ACT), make_batch(range(1, 41)))
+    a = replay.sample(buf, jax.random.PRNGKey(3), 64)
+    b = replay.sample(buf, jax.random.PRNGKey(3), 64)
+    c = replay.sample(buf, jax.random.PRNGKey(4), 64)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert not np.array_equal(ids_of(a), ids_of(c))
+
+
+def test_termination_and_truncation_flags_round_trip():
+    n = 12
+    term = np.array([1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 1], np.float32)
+    trunc = np.array([0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1], np.float32)
+    batch = make_batch(range(n)).replace(terminated=jnp.asarray(term), truncated=jnp.asarray(trunc))
+    buf = replay.insert(replay.init(n, OBS, ACT), batch)
+    np.testing.assert_array_equal(np.asarray(buf.data.terminated), term)
+    np.testing.assert_array_equal(np.asarray(buf.data.truncated), trunc)
+    s = replay.sample(buf, jax.random.PRNGKey(5), 500)
+    idx = ids_of(s).astype(int)
+    np.testing.assert_array_equal(np.asarray(s.terminated), term[idx])
+    np.testing.assert_array_equal(np.asarray(s.truncated), trunc[idx])
+    # Both flag combinations that matter are present and kept distinct.
+    assert np.any((np.asarray(s.terminated) == 1) & (np.asarray(s.truncated) == 0))
+    assert np.any((np.asarray(s.terminated) == 0) & (np.asarray(s.truncated) == 1))
+
+
+def test_sample_obs_returns_next_obs_rows():
+    buf = replay.insert(replay.init(100, OBS, ACT), make_batch([7, 8, 9]))
+    obs = np.asarray(replay.sample_obs(buf, jax.random.PRNGKey(6), 300))
+    assert obs.shape == (300, OBS)
+    ids = obs[:, 0] - 1000
+    assert set(np.round(ids).tolist()) == {7, 8, 9}
+    np.testing.assert_allclose(obs[:, 1] - obs[:, 0], 0.1, atol=1e-4)
+    # Same rng and count: the same rows as `sample` would pick.
+    s = replay.sample(buf, jax.random.PRNGKey(6), 300)
+    np.testing.assert_array_equal(obs, np.asarray(s.next_obs))
+
+
+def test_jit_insert_and_sample_no_retrace():
+    traces = {"insert": 0, "sample": 0}
+
+    def insert(buf, batch):
+        traces["insert"] += 1
+        return replay.insert(buf, batch)
+
+    def sample(buf, rng):
+        traces["sample"] += 1
+        return replay.sample(buf, rng, 16), replay.sample_obs(buf, rng, 16)
+
+    insert_j, sample_j = jax.jit(insert), jax.jit(sample)
+    buf = replay.init(10, OBS, ACT)
+    for k in range(5):  # 15 transitions through a capacity of 10: wraps under jit
+        buf = insert_j(buf, make_batch([3 * k + 1, 3 * k + 2, 3 * k + 3]))
+        s, obs = sample_j(buf, jax.random.PRNGKey(k))
+        got = ids_of(s)
+        assert set(got.tolist()) <= set(range(max(1, 3 * k + 4 - 10), 3 * k + 4))
+        assert_consistent(s)
+        np.testing.assert_allclose(np.asarray(obs)[:, 0], got + 1000)
+    assert traces == {"insert": 1, "sample": 1}
+    assert int(buf.size) == 10 and int(buf.position) == 5
+    np.testing.assert_array_equal(ids_of(buf.data), [11, 12, 13, 14, 15, 6, 7, 8, 9, 10])
+    # Same results as eager.
+    eager = replay.init(10, OBS, ACT)
+    for k in range(5):
+        eager = replay.insert(eager, make_batch([3 * k + 1, 3 * k + 2, 3 * k + 3]))
+    for x, y in zip(jax.tree.leaves(eager), jax.tree.leaves(buf), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _donated_inserts(buf: ReplayBuffer) -> ReplayBuffer:
+    insert_j = jax.jit(replay.insert, donate_argnums=0)
+    for k in range(3):
+        buf = insert_j(buf, make_batch([2 * k + 1, 2 * k + 2]))
+    return buf
+
+
+def test_jit_with_donated_buffer_from_jitted_init():
+    buf = jax.jit(replay.init, static_argnums=(0, 1, 2))(6, OBS, ACT)
+    buf = _donated_inserts(buf)
+    np.testing.assert_array_equal(ids_of(buf.data), [1, 2, 3, 4, 5, 6])
+    assert int(buf.size) == 6 and int(buf.position) == 0
+
+
+def test_jit_with_donated_buffer_from_eager_init():
+    buf = replay.init(6, OBS, ACT)
+    buf = _donated_inserts(buf)
+    np.testing.assert_array_equal(ids_of(buf.data), [1, 2, 3, 4, 5, 6])
