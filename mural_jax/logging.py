@@ -28,17 +28,31 @@ def prepare_run_dir(cfg: TrainConfig) -> str:
 class MetricsLogger:
     """Appends one row per chunk to metrics.csv (columns fixed by the first row)."""
 
-    def __init__(self, out: str):
+    def __init__(self, out: str, resume_at: int | None = None):
+        """`resume_at`: continue an existing file, dropping rows past that env step."""
         self.path = os.path.join(out, "metrics.csv")
         self._file = None
         self._writer = None
+        self._columns = None
+        if resume_at is not None and os.path.exists(self.path):
+            with open(self.path, newline="") as f:
+                reader = csv.DictReader(f)
+                self._columns = reader.fieldnames
+                rows = [r for r in reader if int(float(r["env_steps"])) <= resume_at]
+            with open(self.path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self._columns)
+                writer.writeheader()
+                writer.writerows(rows)
 
     def write(self, metrics: dict[str, float]) -> None:
         if self._writer is None:
-            columns = ["env_steps"] + sorted(k for k in metrics if k != "env_steps")
+            columns = self._columns or ["env_steps"] + sorted(
+                k for k in metrics if k != "env_steps"
+            )
             self._file = open(self.path, "a", newline="")
             self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
-            self._writer.writeheader()
+            if self._columns is None:
+                self._writer.writeheader()
         self._writer.writerow({k: _fmt(v) for k, v in metrics.items()})
         self._file.flush()
 

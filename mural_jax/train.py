@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
+import os
 import sys
 import time
 from typing import Any
@@ -56,6 +56,16 @@ _TRAIN_KEYS = (
     "target_mean",
     "reward_mean",
 )
+
+
+# Quantities checked for NaN/inf inside the scan (the first bad env step is reported).
+_WATCHED = ("critic_loss", "actor_loss", "alpha_loss", "reward_mean", "meta_loss",
+            "classifier_loss")  # fmt: skip
+
+
+def faults(metrics: dict[str, float]) -> dict[str, int]:
+    """{quantity: first env step where it was NaN/inf} from a chunk's metrics."""
+    return {k[6:]: int(v) for k, v in metrics.items() if k.startswith("fault/") and v >= 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,18 +211,29 @@ class Trainer:
         new["train/episode_success"] = sums["train/episode_success"] + ep["episode_success"]
         for k, v in reward_info.items():
             new["reward/" + k] = v  # latest value
+        # NaN/inf guard: remember the first env step at which each quantity went non-finite.
+        watched = {**metrics, **{k: v for k, v in reward_info.items() if k != "meta_epochs"}}
+        for k in _WATCHED:
+            if k in watched:
+                first = sums["fault/" + k]
+                bad = ~jnp.isfinite(watched[k]) & (first < 0)
+                if k == "meta_loss":  # NaN by convention when no meta-epoch ran
+                    bad = bad & (reward_info["meta_epochs"] > 0) & ~jnp.isnan(watched[k])
+                new["fault/" + k] = jnp.where(bad, state.env_steps.astype(jnp.float32), first)
         return (state, new), None
 
     def _empty_sums(self) -> dict[str, jax.Array]:
         keys = [f"train/{k}" for k in _TRAIN_KEYS]
         keys += ["train/updated_iterations", "train/episodes", "train/episode_success"]
         sums = {k: jnp.zeros(()) for k in keys}
+        sums.update({"fault/" + k: -jnp.ones(()) for k in _WATCHED if k in _TRAIN_KEYS})
         if self.method.learned:
             probe = jax.eval_shape(
                 lambda s: self.method.update(s.reward, s.replay, s.rng, jnp.zeros((), jnp.int32)),
                 jax.eval_shape(self.init, jax.random.PRNGKey(0)),
             )[1]
             sums.update({"reward/" + k: jnp.zeros(v.shape, v.dtype) for k, v in probe.items()})
+            sums.update({"fault/" + k: -jnp.ones(()) for k in _WATCHED if k in probe})
         return sums
 
     def run_chunk(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -275,6 +296,11 @@ def make_train(config: TrainConfig) -> Trainer:
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """The validated config that these command-line arguments describe."""
+    return _parse(argv)[0]
+
+
+def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(
         prog="python -m mural_jax.train",
         description="Train SAC with a sparse, dense, VICE or MURAL reward on a registered task.",
@@ -285,46 +311,90 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         help="base config: a name in experiments/configs/ (e.g. quickstart) or a JSON path; "
         "flags override it",
     )
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="continue the run in DIR from its latest checkpoint (flags may only change steps)",
+    )
     config_lib.add_arguments(parser)
     args = parser.parse_args(argv)
-    base = config_lib.load_experiment(args.config) if args.config else TrainConfig()
-    cfg = config_lib.replace(base, config_lib.overrides_from_args(args))
-    return cfg.validate()
+    if args.resume:
+        saved = os.path.join(args.resume, "config.json")
+        if not os.path.exists(saved):
+            raise config_lib.ConfigError(f"resume={args.resume!r} holds no run (no config.json)")
+        base = config_lib.load_json(TrainConfig, saved)
+    else:
+        base = config_lib.load_experiment(args.config) if args.config else TrainConfig()
+    overrides = config_lib.overrides_from_args(args)
+    if args.resume:
+        overrides["out"] = args.resume
+    cfg = config_lib.replace(base, overrides)
+    return cfg.validate(), args
 
 
 def main(argv: list[str] | None = None) -> str:
     from mural_jax import logging as log_lib
+    from mural_jax.checkpoint import Checkpointer, CheckpointError
 
     try:
-        cfg = parse_args(argv)
+        cfg, args = _parse(argv)
         trainer = make_train(cfg)
-    except config_lib.ConfigError as e:
+        out = args.resume or log_lib.prepare_run_dir(cfg)
+        ckpt = Checkpointer(
+            os.path.join(out, "checkpoints"), cfg.checkpoint_keep, cfg.checkpoint_replay
+        )
+        if args.resume:
+            abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(cfg.seed))
+            state = ckpt.restore(abstract, cfg)
+            config_lib.save_json(cfg, os.path.join(out, "config.json"))  # e.g. more steps
+    except (config_lib.ConfigError, CheckpointError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    out = log_lib.prepare_run_dir(cfg)
     print(f"mural_jax: env={cfg.env} method={cfg.method} steps={cfg.steps} seed={cfg.seed}")
     print(f"  devices={jax.devices()}  output={out}")
     run_chunk = jax.jit(trainer.run_chunk, donate_argnums=0)
     t0 = time.time()
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(cfg.seed))
-    logger = log_lib.MetricsLogger(out)
+    if args.resume:
+        start = int(state.env_steps) // cfg.eval_every
+        print(f"  resumed from {out} at env step {int(state.env_steps)}")
+    else:
+        state, start = jax.jit(trainer.init)(jax.random.PRNGKey(cfg.seed)), 0
+    logger = log_lib.MetricsLogger(out, resume_at=start * cfg.eval_every if args.resume else None)
     last = time.time()
-    for chunk in range(trainer.num_chunks):
+    for chunk in range(start, trainer.num_chunks):
         state, metrics = run_chunk(state)
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        bad = faults(metrics)
+        if bad:
+            ckpt.wait()
+            where = ", ".join(f"{k} at env step {v}" for k, v in sorted(bad.items()))
+            print(
+                f"error: non-finite values ({where}); stopping. Last good checkpoint: step "
+                f"{ckpt.latest_step()} in {ckpt.directory}",
+                file=sys.stderr,
+            )
+            ckpt.close()
+            raise SystemExit(1)
         now = time.time()
         metrics["train/steps_per_second"] = cfg.eval_every / (now - last)
         metrics["time/elapsed_s"] = now - t0
         last = now
-        logger.write(metrics)
+        logger.write({k: v for k, v in metrics.items() if not k.startswith("fault/")})
+        steps = int(metrics["env_steps"])
+        final = chunk == trainer.num_chunks - 1
+        if final or (cfg.checkpoint_every and steps % cfg.checkpoint_every == 0):
+            ckpt.save(steps, state, cfg)
         remaining = (trainer.num_chunks - chunk - 1) * cfg.eval_every
         eta = remaining / metrics["train/steps_per_second"]
         print(log_lib.progress_line(metrics, cfg.steps, eta), flush=True)
-        if not math.isfinite(metrics["train/critic_loss"]):
-            print("error: non-finite critic loss; stopping", file=sys.stderr)
-            raise SystemExit(1)
+    ckpt.wait()
+    ckpt.close()
     logger.close()
-    print(f"done in {time.time() - t0:.0f}s; results in {out} (config.json, metrics.csv)")
+    print(
+        f"done in {time.time() - t0:.0f}s; results in {out} "
+        "(config.json, metrics.csv, checkpoints/)"
+    )
     return out
 
 

@@ -189,3 +189,110 @@ def test_rewards_recomputed_with_current_classifier_by_default():
     state, _ = jax.jit(trainer.run_chunk)(state)
     r1 = trainer.method.reward(state.reward, obs, obs, None)
     assert float(r1[0] - r1[1]) > float(r0[0] - r0[1]) + 0.1
+
+
+# -- Checkpoints, resume, faults -----------------------------------------------------------
+
+
+def _ckpt_argv(out, steps=1200):
+    return ["--env", "zigzag_maze", "--method", "mural", "--steps", str(steps),
+            "--eval-every", "200", "--checkpoint-every", "400", "--num-envs", "4",
+            "--random-steps", "100", "--replay-capacity", "1000", "--eval-episodes", "4",
+            "--sac.hidden", "16,16", "--sac.batch-size", "32", "--updates-per-step", "0.25",
+            "--classifier.hidden", "16,16", "--classifier.reference-size", "64",
+            "--classifier.update-every", "100", "--classifier.initial-epochs", "2",
+            "--meta-nml.tasks-per-epoch", "4", "--meta-nml.num-query-points", "16",
+            "--meta-nml.inference-chunk", "16", "--out", out]  # fmt: skip
+
+
+def _restore(out):
+    from mural_jax.checkpoint import Checkpointer
+
+    cfg = config_lib.load_json(TrainConfig, os.path.join(out, "config.json"))
+    trainer = make_train(cfg)
+    ckpt = Checkpointer(os.path.join(out, "checkpoints"), use_async=False)
+    state = ckpt.restore(jax.eval_shape(trainer.init, jax.random.PRNGKey(0)), cfg)
+    ckpt.close()
+    return state
+
+
+def test_kill_and_resume_reaches_the_same_final_state(tmp_path):
+    """A real kill -9 mid-run, then --resume: bit-identical to an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
+    main(_ckpt_argv(full))
+    reference = _restore(full)
+    assert int(reference.env_steps) == 1200
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mural_jax.train", *_ckpt_argv(killed, steps=40_000)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    ckpt_dir = os.path.join(killed, "checkpoints")
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        steps = [d for d in os.listdir(ckpt_dir)] if os.path.isdir(ckpt_dir) else []
+        if any(d.isdigit() and int(d) >= 800 for d in steps):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())
+    assert saved and saved[-1] >= 800
+    rows = list(csv.DictReader(open(os.path.join(killed, "metrics.csv"))))
+    # Lost at most one checkpoint interval of progress.
+    assert int(rows[-1]["env_steps"]) - saved[-1] <= 400 + 200
+
+    main(["--resume", killed, "--steps", "1200"])
+    resumed = _restore(killed)
+    assert int(resumed.env_steps) == 1200
+    for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(reference), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    rows = list(csv.DictReader(open(os.path.join(killed, "metrics.csv"))))
+    assert [int(r["env_steps"]) for r in rows] == list(range(200, 1201, 200))
+
+
+def test_checkpoint_from_another_config_or_damaged_is_refused(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    main(_ckpt_argv(out, steps=400))
+    ckpt_dir = os.path.join(out, "checkpoints")
+    before = sorted(os.listdir(ckpt_dir))
+    with pytest.raises(SystemExit) as e:
+        main(["--resume", out, "--sac.learning-rate", "0.01"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "another config" in err and "sac.learning_rate" in err
+    # Damage the latest checkpoint's state files: a clear error, nothing deleted.
+    for root, _, files in os.walk(os.path.join(ckpt_dir, "400", "state")):
+        for f in files:
+            with open(os.path.join(root, f), "wb") as fh:
+                fh.write(b"garbage")
+    with pytest.raises(SystemExit):
+        main(["--resume", out, "--steps", "800"])
+    assert "damaged" in capsys.readouterr().err
+    assert sorted(os.listdir(ckpt_dir)) == before
+
+
+def test_nan_is_detected_in_the_scan_and_reported(tmp_path, capsys, monkeypatch):
+    """A reward that turns NaN mid-run stops the run with the quantity and the step."""
+    from mural_jax.rewards.oracle import OracleReward
+
+    def bad_reward(self, state, obs, next_obs, rng):
+        r = self.task.dense_reward(obs, next_obs)
+        return jnp.where(next_obs[:, 0] > -2.9, jnp.nan, r)  # NaN once the agent moves right
+
+    monkeypatch.setattr(OracleReward, "reward", bad_reward)
+    out = str(tmp_path / "nan")
+    argv = _ckpt_argv(out, steps=1200)
+    argv[argv.index("mural")] = "dense"
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert "non-finite" in err and "at env step" in err
+    assert "reward_mean" in err or "critic_loss" in err

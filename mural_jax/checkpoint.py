@@ -1,0 +1,121 @@
+"""Checkpoints of the whole `TrainState` with orbax's CheckpointManager.
+
+A checkpoint holds the training state (policy, critics, targets, every optimiser state,
+temperature, classifier / meta-NML state, env states, success examples, RNG keys, counters),
+the replay buffer as a separate item (optional), and the run's config. Orbax writes each step
+to a temporary folder and renames it when complete, so a crash never leaves a half-written
+checkpoint that looks valid; old steps are deleted only after a newer one is committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from mural_jax import config as config_lib
+from mural_jax import replay as replay_lib
+
+# Fields that may differ between a checkpoint's run and the run resuming it.
+RESUMABLE_CHANGES = ("steps", "out")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used (another config, damaged, or missing)."""
+
+
+def _config_fingerprint(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in RESUMABLE_CHANGES}
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, prefix + key + ".")
+        elif (list(va) if isinstance(va, tuple) else va) != (
+            list(vb) if isinstance(vb, tuple) else vb
+        ):
+            out.append(f"{prefix}{key}: checkpoint {vb!r} vs run {va!r}")
+    return out
+
+
+@dataclasses.dataclass
+class Checkpointer:
+    """Save every `every` env steps, keep the last `keep`; asynchronous saves."""
+
+    directory: str
+    keep: int = 3
+    save_replay: bool = True
+    use_async: bool = True
+
+    def __post_init__(self):
+        self.directory = os.path.abspath(self.directory)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=self.keep,
+            enable_async_checkpointing=self.use_async,
+            create=True,
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def save(self, step: int, state, cfg) -> None:
+        """Queue a save of `state` at `step` (returns once the device arrays are copied)."""
+        items = {
+            "state": ocp.args.StandardSave(state.replace(replay=None)),
+            "config": ocp.args.JsonSave(config_lib.to_dict(cfg)),
+        }
+        if self.save_replay:
+            items["replay"] = ocp.args.StandardSave(state.replay)
+        self._manager.save(step, args=ocp.args.Composite(**items))
+
+    def restore(self, abstract_state, cfg, step: int | None = None):
+        """Restore the state saved at `step` (default: latest) for a run with config `cfg`."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"no checkpoint in {self.directory}")
+        path = os.path.join(self.directory, str(step))
+        try:
+            saved_cfg = self._manager.restore(
+                step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
+            ).config
+        except Exception as e:  # orbax raises several types for unreadable files
+            raise CheckpointError(f"checkpoint {path} is damaged or unreadable: {e}") from None
+        diff = _diff(_config_fingerprint(config_lib.to_dict(cfg)), _config_fingerprint(saved_cfg))
+        if diff:
+            raise CheckpointError(
+                f"checkpoint {path} comes from another config; differences: " + "; ".join(diff)
+            )
+        items = {"state": ocp.args.StandardRestore(abstract_state.replace(replay=None))}
+        has_replay = os.path.isdir(os.path.join(path, "replay"))
+        if has_replay:
+            items["replay"] = ocp.args.StandardRestore(abstract_state.replay)
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        except Exception as e:
+            raise CheckpointError(f"checkpoint {path} is damaged or unreadable: {e}") from None
+        state = restored.state
+        if has_replay:
+            replay = restored.replay
+        else:  # saved without its buffer: resume with an empty one (not bit-identical)
+            shapes = abstract_state.replay.data
+            replay = replay_lib.init(
+                abstract_state.replay.capacity, shapes.obs.shape[-1], shapes.action.shape[-1]
+            )
+        return state.replace(replay=jax.tree.map(jax.numpy.asarray, replay))
+
+    def wait(self) -> None:
+        """Block until queued saves are committed (a finished run waits for its last save)."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.close()
