@@ -26,7 +26,7 @@ def prepare_run_dir(cfg: TrainConfig) -> str:
 
 
 class MetricsLogger:
-    """Appends one row per chunk to metrics.csv (columns fixed by the first row)."""
+    """One row per chunk to metrics.csv (columns fixed by the first row) and TensorBoard."""
 
     def __init__(self, out: str, resume_at: int | None = None):
         """`resume_at`: continue an existing file, dropping rows past that env step."""
@@ -34,6 +34,8 @@ class MetricsLogger:
         self._file = None
         self._writer = None
         self._columns = None
+        self._tb = None
+        self._tb_dir = os.path.join(out, "tensorboard")
         if resume_at is not None and os.path.exists(self.path):
             with open(self.path, newline="") as f:
                 reader = csv.DictReader(f)
@@ -55,10 +57,21 @@ class MetricsLogger:
                 self._writer.writeheader()
         self._writer.writerow({k: _fmt(v) for k, v in metrics.items()})
         self._file.flush()
+        if self._tb is None:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(self._tb_dir)
+        step = int(metrics["env_steps"])
+        for k, v in metrics.items():
+            if k != "env_steps":
+                self._tb.add_scalar(k, v, step)
+        self._tb.flush()
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+        if self._tb is not None:
+            self._tb.close()
 
 
 def _fmt(v):

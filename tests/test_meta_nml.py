@@ -88,6 +88,11 @@ def test_chunked_inference_matches_naive_and_reward_types():
     np.testing.assert_allclose(np.exp(lp0), p0, atol=1e-5)
     r = method.reward(state, None, queries, jax.random.PRNGKey(1))
     assert r.shape == (10,) and np.all((r > 0) & (r < 1))
+    q1, q0, r2 = method.cnml_reward(state, queries, jax.random.PRNGKey(1))
+    np.testing.assert_allclose(q1, p1, atol=1e-5)
+    np.testing.assert_allclose(q0, p0, atol=1e-5)
+    np.testing.assert_allclose(r2, np.asarray(p1) / (np.asarray(p1) + np.asarray(p0)), atol=1e-5)
+    np.testing.assert_allclose(r2, r, atol=1e-6)
     log_method = MetaNML(
         task, ClassifierConfig(hidden=(16, 16), reference_size=8, reward_type="log_prob"), mcfg
     )

@@ -165,8 +165,11 @@ def test_cli_writes_config_and_metrics_and_refuses_to_overwrite(tmp_path, capsys
     assert [int(r["env_steps"]) for r in rows] == [200, 400]
     for col in ("eval/success_rate", "eval/final_distance", "train/steps_per_second"):
         assert col in rows[0]
-    with pytest.raises(FileExistsError, match="already holds a run"):
+    events = os.listdir(os.path.join(out, "tensorboard"))
+    assert any(f.startswith("events.out.tfevents") for f in events)
+    with pytest.raises(SystemExit) as e:  # never overwrite an existing run
         main(argv)
+    assert e.value.code == 2 and "already holds a run" in capsys.readouterr().err
 
 
 def test_cli_rejects_bad_values_before_compiling(capsys):

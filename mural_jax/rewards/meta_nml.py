@@ -214,10 +214,18 @@ class MetaNML:
         lp1, lp0 = jax.lax.map(run, (padded.reshape(n_chunks, chunk, d), keys))
         return lp1.reshape(-1)[:b], lp0.reshape(-1)[:b]
 
+    def cnml_reward(self, state: MetaNMLState, queries: jax.Array, rng: jax.Array):
+        """For queries (B, d) in classifier space: p_1(1|q), p_0(0|q) and the CNML reward."""
+        lp1, lp0 = self.likelihoods(state, queries, rng)
+        return (
+            jnp.exp(lp1),
+            jnp.exp(lp0),
+            cnml_normalise(lp1, lp0, self.classifier_config.reward_type),
+        )
+
     def reward(self, state, obs, next_obs, rng):
         del obs
-        lp1, lp0 = self.likelihoods(state, self.task.classifier_features(next_obs), rng)
-        return cnml_normalise(lp1, lp0, self.classifier_config.reward_type)
+        return self.cnml_reward(state, self.task.classifier_features(next_obs), rng)[2]
 
     # -- meta-training --
 
