@@ -3,7 +3,9 @@
     python -m experiments.reproduce --config zigzag_maze_cpu --methods mural vice sparse \
         --seeds 3 --out runs/zigzag_cpu
 
-Writes OUT/METHOD/seedK/metrics.csv, OUT/config.json, OUT/summary.md and OUT/success.png.
+Writes OUT/METHOD/seedK/metrics.csv, OUT/METHOD/curves.npz, OUT/config.json, OUT/report.md,
+OUT/success.png and, for the 2D mazes, OUT/reward_heatmap.png (MURAL vs VICE reward over the
+maze at three points in training, seed 0).
 """
 
 from __future__ import annotations
@@ -31,9 +33,15 @@ def run_method(cfg, seeds: int, out: str) -> dict[str, np.ndarray]:
         os.makedirs(os.path.join(out, f"seed{k}"), exist_ok=True)
         writers.append(open(os.path.join(out, f"seed{k}", "metrics.csv"), "w", newline=""))
     curves: dict[str, list] = {}
+    maze = hasattr(trainer.task, "layout") and trainer.method.learned
+    n = trainer.num_chunks
+    snap_at = {max(n // 3 - 1, 0), max(2 * n // 3 - 1, 0), n - 1}
+    shots = []
     t0 = last = time.time()
     for chunk in range(trainer.num_chunks):
         state, metrics = run_chunk(state)
+        if maze and chunk in snap_at:
+            shots.append(_snapshot(trainer, jax.tree.map(lambda x: x[0], state), metrics))
         metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
         now = time.time()
         metrics["train/steps_per_second"] = np.full(seeds, cfg.eval_every / (now - last))
@@ -56,44 +64,86 @@ def run_method(cfg, seeds: int, out: str) -> dict[str, np.ndarray]:
         )
     for f in writers:
         f.close()
-    return {k: np.stack(v, axis=0) for k, v in curves.items()}  # (chunks, seeds)
+    curves = {k: np.stack(v, axis=0) for k, v in curves.items()}  # (chunks, seeds)
+    examples = np.asarray(state.success_examples[0])
+    return curves, ((trainer.task.layout.walls, (trainer, examples, shots)) if shots else None)
 
 
-def summarise(results: dict, out: str, title: str) -> None:
-    """summary.md (final success: mean, stderr, per seed) and success.png (mean +- stderr)."""
+def _snapshot(trainer, state, metrics):
+    """Seed 0's learned reward over the maze, a sample of visited states, eval success."""
+    from experiments.heatmap import reward_grid
+
+    size = int(state.replay.size)
+    idx = np.random.default_rng(0).choice(size, min(size, 2000), replace=False)
+    visited = np.asarray(state.replay.data.next_obs)[idx]
+    sr = float(np.asarray(metrics["eval/success_rate"])[0])
+    return int(state.env_steps), reward_grid(trainer, state), visited, sr
+
+
+def bootstrap_ci(x: np.ndarray, n: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap confidence interval of the mean over seeds."""
+    rng = np.random.default_rng(seed)
+    means = rng.choice(x, size=(n, len(x)), replace=True).mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def iqm(x: np.ndarray) -> float:
+    """Interquartile mean over seeds (rliable's aggregate): mean of the middle 50%."""
+    from scipy.stats import trim_mean
+
+    return float(trim_mean(x, 0.25))
+
+
+def report(out: str, title: str, methods: list[str] | None = None) -> str:
+    """OUT/report.md (final success per method: mean, 95% bootstrap CI, IQM, per seed) and
+    OUT/success.png (eval success vs env steps, mean +- stderr), from OUT/METHOD/curves.npz."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    methods = methods or sorted(
+        m for m in os.listdir(out) if os.path.exists(os.path.join(out, m, "curves.npz"))
+    )
     lines = [
         f"# {title}",
         "",
-        "| method | final success (mean +- stderr) | per seed | final distance |",
-        "|---|---|---|---|",
+        "Final eval success rate (deterministic policy) across seeds: mean, 95% bootstrap CI "
+        "of the mean, interquartile mean (IQM), and per seed; final distance to the goal.",
+        "",
+        "| method | mean | 95% CI | IQM | per seed | final distance |",
+        "|---|---|---|---|---|---|",
     ]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, curves in results.items():
+    for method in methods:
+        curves = np.load(os.path.join(out, method, "curves.npz"))
         steps = curves["env_steps"][:, 0]
-        sr = curves["eval/success_rate"]
+        sr = curves["eval.success_rate"]
         mean, se = sr.mean(1), sr.std(1) / np.sqrt(sr.shape[1])
         ax.plot(steps, mean, label=method)
         ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
         final = sr[-1]
-        dist = curves["eval/final_distance"][-1]
+        lo, hi = bootstrap_ci(final)
+        dist = curves["eval.final_distance"][-1]
         lines.append(
-            f"| {method} | {final.mean():.2f} +- {final.std() / np.sqrt(len(final)):.2f} | "
+            f"| {method} | {final.mean():.2f} | [{lo:.2f}, {hi:.2f}] | {iqm(final):.2f} | "
             f"{np.round(final, 2).tolist()} | {dist.mean():.2f} |"
         )
     ax.set_xlabel("env steps")
     ax.set_ylabel("eval success rate")
+    ax.set_ylim(-0.05, 1.05)
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out, "success.png"), dpi=100)
-    with open(os.path.join(out, "summary.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    plt.close(fig)
+    lines += ["", "![success rate](success.png)"]
+    if os.path.exists(os.path.join(out, "reward_heatmap.png")):
+        lines += ["", "Learned reward over the maze (seed 0):", "", "![reward](reward_heatmap.png)"]
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(text)
+    return text
 
 
 def main(argv=None) -> None:
@@ -111,16 +161,22 @@ def main(argv=None) -> None:
         raise SystemExit(f"error: {args.out} already holds a reproduction; choose a new --out")
     os.makedirs(args.out, exist_ok=True)
     config_lib.save_json(base, os.path.join(args.out, "config.json"))
-    results = {}
-    for method in args.methods:
+    results, snapshots, walls, methods = {}, {}, None, list(args.methods)
+    for method in methods:
         cfg = config_lib.replace(base, {"method": method}).validate()
         print(f"{method}: {args.seeds} seeds vmapped, {cfg.steps} env steps each", flush=True)
-        results[method] = run_method(cfg, args.seeds, os.path.join(args.out, method))
+        results[method], shots = run_method(cfg, args.seeds, os.path.join(args.out, method))
+        if shots:
+            walls, snapshots[method] = shots
         np.savez(
             os.path.join(args.out, method, "curves.npz"),
             **{k.replace("/", "."): v for k, v in results[method].items()},
         )
-    summarise(results, args.out, f"{base.env}: {args.seeds} seeds, {base.steps} env steps")
+    if snapshots:
+        from experiments.heatmap import plot
+
+        plot(snapshots, walls, os.path.join(args.out, "reward_heatmap.png"), f"{base.env}")
+    print(report(args.out, f"{base.env}: {args.seeds} seeds, {base.steps} env steps", methods))
     with open(os.path.join(args.out, "command.json"), "w") as f:
         json.dump({"argv": argv or __import__("sys").argv[1:]}, f)
 
