@@ -172,20 +172,29 @@ class Trainer:
         return state.replace(reward=reward_state), info
 
     def _sac_updates(self, state: TrainState, rng: jax.Array):
+        """The iteration's SAC updates. The reward state is fixed within an iteration, so all
+        its batches are sampled and rewarded in one call (one large vmapped reward batch)."""
         cfg = self.config
+        n_updates, batch_size = cfg.updates_per_iteration, cfg.sac.batch_size
 
-        def one_update(sac_state, key):
-            k_batch, k_rew, k_upd = jax.random.split(key, 3)
-            batch = replay_lib.sample(state.replay, k_batch, cfg.sac.batch_size)
-            if cfg.reward_at_collection:
-                rewards = batch.reward
-            else:
-                rewards = self.method.reward(state.reward, batch.obs, batch.next_obs, k_rew)
-            return self.agent.update(sac_state, batch, rewards, k_upd)
+        def one_update(sac_state, xs):
+            batch, rewards, key = xs
+            return self.agent.update(sac_state, batch, rewards, key)
 
         def run(_):
-            keys = jax.random.split(rng, cfg.updates_per_iteration)
-            sac_state, metrics = jax.lax.scan(one_update, state.sac, keys)
+            k_batch, k_rew, k_upd = jax.random.split(rng, 3)
+            batches = jax.vmap(lambda k: replay_lib.sample(state.replay, k, batch_size))(
+                jax.random.split(k_batch, n_updates)
+            )
+            if cfg.reward_at_collection:
+                rewards = batches.reward
+            else:
+                flat = lambda x: x.reshape(n_updates * batch_size, *x.shape[2:])
+                rewards = self.method.reward(
+                    state.reward, flat(batches.obs), flat(batches.next_obs), k_rew
+                ).reshape(n_updates, batch_size)
+            keys = jax.random.split(k_upd, n_updates)
+            sac_state, metrics = jax.lax.scan(one_update, state.sac, (batches, rewards, keys))
             return sac_state, {k: metrics[k].mean() for k in _TRAIN_KEYS}, jnp.ones(())
 
         def skip(_):
