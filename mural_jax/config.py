@@ -141,7 +141,12 @@ METHODS = ("sparse", "dense", "vice", "mural")
 class TrainConfig:
     """One training run. Env steps count transitions summed over all parallel envs."""
 
+    #: A registered task, brax:NAME, maze:PATH (.json or ASCII .txt) or module.path:Attr.
     env: str = "zigzag_maze"
+    #: Success states for a plain Brax env (.npy/.npz/.csv; (N, obs) or (N, k) with
+    #: classifier_obs), and the observation columns the classifier sees ("START:STOP").
+    success_examples: str | None = None
+    classifier_obs: str | None = None
     method: str = "mural"
     seed: int = 0
     steps: int = 100_000
@@ -174,9 +179,18 @@ class TrainConfig:
         return int(round(self.num_envs * self.updates_per_step))
 
     def validate(self) -> TrainConfig:
-        from mural_jax.envs import list_envs
+        from mural_jax.envs import ENV_FORMS, is_custom_spec, list_envs
 
-        _check("env", self.env, self.env in list_envs(), " | ".join(list_envs()))
+        _check(
+            "env",
+            self.env,
+            self.env in list_envs() or is_custom_spec(self.env),
+            " | ".join(list_envs()) + f" (or {ENV_FORMS.split(', ', 1)[1]})",
+        )
+        if not is_custom_spec(self.env):
+            for name in ("success_examples", "classifier_obs"):
+                v = getattr(self, name)
+                _check(name, v, v is None, "unset for registered tasks (they make their own)")
         _check("method", self.method, self.method in METHODS, " | ".join(METHODS))
         for name in ("steps", "num_envs", "replay_capacity", "eval_every", "eval_episodes"):
             v = getattr(self, name)

@@ -26,7 +26,7 @@ from brax.envs.base import State as EnvState
 from mural_jax import config as config_lib
 from mural_jax import replay as replay_lib
 from mural_jax.config import TrainConfig
-from mural_jax.envs import make_env
+from mural_jax.envs import TaskError, is_custom_spec, make_env
 from mural_jax.envs.base import Task
 from mural_jax.rewards import RewardMethod, make_reward
 from mural_jax.sac import SAC, SACState
@@ -142,7 +142,10 @@ class Trainer:
             return jax.tree.map(pick, fresh, nxt)
 
         env_state = jax.lax.cond(jnp.any(ended), reset, lambda _: nxt, None)
-        success = self.task.is_success(nxt.obs).astype(jnp.float32)
+        if self.task.has_success_fn:
+            success = self.task.is_success(nxt.obs).astype(jnp.float32)
+        else:
+            success = jnp.zeros((n,), jnp.float32)
         episode_stats = {
             "episodes": ended.sum().astype(jnp.float32),
             "episode_success": (success * ended).sum(),
@@ -159,7 +162,7 @@ class Trainer:
         """Retrain the reward: initial epochs once random steps are done, then on a schedule."""
         cfg, ccfg = self.config, self.config.classifier
         if not self.method.learned:
-            return state, {}
+            return state, {}, jnp.zeros((), jnp.int32)
         before = state.env_steps - cfg.num_envs
         start = max(cfg.random_steps, cfg.num_envs)
         first = (before < start) & (state.env_steps >= start)
@@ -169,7 +172,7 @@ class Trainer:
             first, ccfg.initial_epochs, jnp.where(scheduled, ccfg.epochs_per_update, 0)
         )
         reward_state, info = self.method.update(state.reward, state.replay, rng, epochs)
-        return state.replace(reward=reward_state), info
+        return state.replace(reward=reward_state), info, epochs
 
     def _sac_updates(self, state: TrainState, rng: jax.Array):
         """The iteration's SAC updates. The reward state is fixed within an iteration, so all
@@ -209,7 +212,7 @@ class Trainer:
         rng, k_collect, k_reward, k_sac = jax.random.split(state.rng, 4)
         state = state.replace(rng=rng)
         state, ep = self._collect(state, k_collect)
-        state, reward_info = self._learn_reward(state, k_reward)
+        state, reward_info, epochs = self._learn_reward(state, k_reward)
         state, metrics, did = self._sac_updates(state, k_sac)
         # Running sums (scalars): nothing per-step accumulates over a chunk.
         new = dict(sums)
@@ -221,13 +224,12 @@ class Trainer:
         for k, v in reward_info.items():
             new["reward/" + k] = v  # latest value
         # NaN/inf guard: remember the first env step at which each quantity went non-finite.
-        watched = {**metrics, **{k: v for k, v in reward_info.items() if k != "meta_epochs"}}
+        # Reward-learning losses count only on iterations that retrained (NaN otherwise).
         for k in _WATCHED:
-            if k in watched:
+            if k in metrics or k in reward_info:
+                v = metrics[k] if k in metrics else reward_info[k]
                 first = sums["fault/" + k]
-                bad = ~jnp.isfinite(watched[k]) & (first < 0)
-                if k == "meta_loss":  # NaN by convention when no meta-epoch ran
-                    bad = bad & (reward_info["meta_epochs"] > 0) & ~jnp.isnan(watched[k])
+                bad = ~jnp.isfinite(v) & (first < 0) & ((epochs > 0) | (k in metrics))
                 new["fault/" + k] = jnp.where(bad, state.env_steps.astype(jnp.float32), first)
         return (state, new), None
 
@@ -266,20 +268,31 @@ class Trainer:
         n = self.config.eval_episodes
         env0 = jax.vmap(self.task.reset)(jax.random.split(rng, n))
 
+        has_success = self.task.has_success_fn
+        success = self.task.is_success if has_success else (lambda o: jnp.zeros(o.shape[0], bool))
+
         def step(carry, _):
             env, ever = carry
             action = self.agent.act(state.sac, env.obs, None)
             env = jax.vmap(self.task.step)(env, action)
-            return (env, ever | self.task.is_success(env.obs)), None
+            return (env, ever | success(env.obs)), None
 
         (final, ever), _ = jax.lax.scan(
             step, (env0, jnp.zeros((n,), bool)), None, length=self.horizon
         )
-        return {
-            "eval/success_rate": self.task.is_success(final.obs).astype(jnp.float32).mean(),
+        nan = jnp.full((), jnp.nan)
+        out = {
+            "eval/success_rate": success(final.obs).astype(jnp.float32).mean()
+            if has_success
+            else nan,
+            # Without a success function: distance to the nearest success example.
             "eval/final_distance": self.task.goal_distance(final.obs).mean(),
-            "eval/ever_success_rate": ever.astype(jnp.float32).mean(),
+            "eval/ever_success_rate": ever.astype(jnp.float32).mean() if has_success else nan,
         }
+        if self.method.learned:
+            r = self.method.reward(state.reward, final.obs, final.obs, rng)
+            out["eval/learned_reward"] = r.mean()
+        return out
 
     def train(self, rng: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
         """The whole run as one pure function (jit it, vmap it over seeds)."""
@@ -295,7 +308,23 @@ def make_train(config: TrainConfig) -> Trainer:
             f"steps={config.steps} is invalid; allowed: a multiple of eval_every="
             f"{config.eval_every} (the compiled chunk size)"
         )
-    task = make_env(config.env)
+    if is_custom_spec(config.env):
+        try:
+            task = make_env(
+                config.env,
+                success_examples=config.success_examples,
+                classifier_obs=config.classifier_obs,
+                episode_length=config.episode_length,
+            )
+        except TaskError as e:
+            raise config_lib.ConfigError(str(e)) from None
+    else:
+        task = make_env(config.env)
+    if not task.has_success_fn and config.method in ("sparse", "dense"):
+        raise config_lib.ConfigError(
+            f"method={config.method!r} is invalid for env={config.env!r}, which has no success "
+            "function or oracle reward; allowed: vice | mural"
+        )
     chex.assert_equal(jnp.ndim(jnp.zeros(task.observation_size)), 1)
     agent = SAC(config.sac, task.observation_size, task.action_size)
     return Trainer(config, task, agent, make_reward(config, task))
@@ -357,11 +386,17 @@ def main(argv: list[str] | None = None) -> str:
             abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(cfg.seed))
             state = ckpt.restore(abstract, cfg)
             config_lib.save_json(cfg, os.path.join(out, "config.json"))  # e.g. more steps
-    except (config_lib.ConfigError, CheckpointError, FileExistsError) as e:
+    except (config_lib.ConfigError, CheckpointError, FileExistsError, TaskError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     print(f"mural_jax: env={cfg.env} method={cfg.method} steps={cfg.steps} seed={cfg.seed}")
     print(f"  devices={jax.devices()}  output={out}")
+    if not trainer.task.has_success_fn:
+        print(
+            "  note: this task has no success function: eval/final_distance is the distance to "
+            "the nearest success example, and eval/learned_reward the learned reward of the "
+            "final states (eval/success_rate is NaN)"
+        )
     run_chunk = jax.jit(trainer.run_chunk, donate_argnums=0)
     t0 = time.time()
     if args.resume:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mural_jax.envs.base import Task
+from mural_jax.envs.custom import TaskError, is_custom_spec, load_maze, make_custom
 from mural_jax.envs.point_maze import SPIRAL, ZIGZAG, MazeLayout, PointMaze
 
 _REGISTRY: dict[str, Callable[..., Task]] = {
@@ -25,11 +26,33 @@ def register(name: str, factory: Callable[..., Task]) -> None:
     _REGISTRY[name] = factory
 
 
+ENV_FORMS = "a registered name, brax:NAME, maze:PATH.json|.txt, or module.path:Attr"
+
+
 def make_env(name: str, **kwargs) -> Task:
-    """Build a registered task by name; an unknown name lists the valid ones."""
+    """Build a task: a registered name, or a custom spec (see `mural_jax.envs.custom`).
+
+    An unknown name lists the valid ones. Custom specs take `success_examples`,
+    `classifier_obs` and `episode_length` keyword arguments.
+    """
+    if is_custom_spec(name):
+        return make_custom(name, **kwargs)
     if name not in _REGISTRY:
-        raise ValueError(f"unknown env {name!r}; valid names: {', '.join(list_envs())}")
+        raise ValueError(
+            f"unknown env {name!r}; valid names: {', '.join(list_envs())} "
+            f"(or {ENV_FORMS.split(', ', 1)[1]})"
+        )
     return _REGISTRY[name](**kwargs)
 
 
-__all__ = ["MazeLayout", "PointMaze", "Task", "list_envs", "make_env", "register"]
+__all__ = [
+    "MazeLayout",
+    "PointMaze",
+    "Task",
+    "TaskError",
+    "is_custom_spec",
+    "list_envs",
+    "load_maze",
+    "make_env",
+    "register",
+]

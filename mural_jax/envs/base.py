@@ -24,6 +24,9 @@ class Task(Env, abc.ABC):
     episode_length: int = 1000
     #: Columns of the observation the success classifier sees (the original picked keys per task).
     classifier_obs: tuple[int, int] | None = None
+    #: False for tasks known only by success examples: evaluation then reports the distance to
+    #: the nearest success example and the learned reward instead of a success rate.
+    has_success_fn: bool = True
 
     @abc.abstractmethod
     def success_examples(self, rng: jax.Array, n: int) -> jax.Array:
