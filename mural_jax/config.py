@@ -170,6 +170,9 @@ class TrainConfig:
     checkpoint_keep: int = 3
     #: Include the replay buffer (without it a resumed run restarts with an empty buffer).
     checkpoint_replay: bool = True
+    #: Devices on the `data` mesh axis (0: all devices, across all hosts). Envs, replay buffer
+    #: and each SAC/meta-NML batch are split over it; gradients are averaged over it.
+    devices: int = 0
     sac: SACConfig = SACConfig()
     classifier: ClassifierConfig = ClassifierConfig()
     meta_nml: MetaNMLConfig = MetaNMLConfig()
@@ -224,6 +227,7 @@ class TrainConfig:
             f"0 or a multiple of eval_every={self.eval_every}",
         )
         _check("checkpoint_keep", self.checkpoint_keep, self.checkpoint_keep >= 1, ">= 1")
+        _check("devices", self.devices, self.devices >= 0, "0 (all devices) or a count >= 1")
         if self.episode_length is not None:
             _check("episode_length", self.episode_length, self.episode_length >= 1, ">= 1")
         _check(

@@ -74,6 +74,16 @@ class MetricsLogger:
             self._tb.close()
 
 
+class NullLogger:
+    """What processes other than 0 log: nothing."""
+
+    def write(self, metrics: dict[str, float]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _fmt(v):
     if isinstance(v, float):
         return int(v) if v.is_integer() and abs(v) < 2**53 else f"{v:.6g}"

@@ -22,9 +22,12 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 from brax.envs.base import State as EnvState
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from mural_jax import config as config_lib
 from mural_jax import replay as replay_lib
+from mural_jax import sharding as sharding_lib
 from mural_jax.config import TrainConfig
 from mural_jax.envs import TaskError, is_custom_spec, make_env
 from mural_jax.envs.base import Task
@@ -74,6 +77,8 @@ class Trainer:
     task: Task
     agent: SAC
     method: RewardMethod
+    #: A `data` mesh to split envs, replay and batches over (None: whatever jit decides).
+    mesh: Mesh | None = None
 
     # -- sizes ---------------------------------------------------------------------------
 
@@ -189,6 +194,9 @@ class Trainer:
             batches = jax.vmap(lambda k: replay_lib.sample(state.replay, k, batch_size))(
                 jax.random.split(k_batch, n_updates)
             )
+            if self.mesh is not None:  # split every batch (and its meta-NML queries) over data
+                spec = NamedSharding(self.mesh, P(None, sharding_lib.DATA))
+                batches = jax.lax.with_sharding_constraint(batches, spec)
             if cfg.reward_at_collection:
                 rewards = batches.reward
             else:
@@ -294,15 +302,44 @@ class Trainer:
             out["eval/learned_reward"] = r.mean()
         return out
 
+    def compiled(self):
+        """(init, run_chunk) jitted for this trainer's mesh, and the state's shardings."""
+        if self.mesh is None:
+            return jax.jit(self.init), jax.jit(self.run_chunk, donate_argnums=0), None
+        abstract = jax.eval_shape(self.init, jax.random.PRNGKey(0))
+        shardings = sharding_lib.state_shardings(abstract, self.mesh)
+        replicated = NamedSharding(self.mesh, P())
+        init = jax.jit(self.init, out_shardings=shardings)
+        run_chunk = jax.jit(
+            self.run_chunk,
+            in_shardings=(shardings,),
+            out_shardings=(shardings, replicated),
+            donate_argnums=0,
+        )
+        return init, run_chunk, shardings
+
     def train(self, rng: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
         """The whole run as one pure function (jit it, vmap it over seeds)."""
         state = self.init(rng)
         return jax.lax.scan(lambda s, _: self.run_chunk(s), state, None, length=self.num_chunks)
 
 
-def make_train(config: TrainConfig) -> Trainer:
-    """Validate the config and build the task, the SAC agent and the reward method."""
+def make_train(config: TrainConfig, mesh: Mesh | None = None) -> Trainer:
+    """Validate the config and build the task, the SAC agent and the reward method.
+
+    With a `mesh`, envs, replay buffer and batches are split over its `data` axis.
+    """
     config.validate()
+    if mesh is not None:
+        try:
+            sharding_lib.check_divisible(
+                mesh,
+                num_envs=config.num_envs,
+                replay_capacity=config.replay_capacity,
+                **{"sac.batch_size": config.sac.batch_size},
+            )
+        except ValueError as e:
+            raise config_lib.ConfigError(str(e)) from None
     if config.steps % config.eval_every:
         raise config_lib.ConfigError(
             f"steps={config.steps} is invalid; allowed: a multiple of eval_every="
@@ -327,7 +364,7 @@ def make_train(config: TrainConfig) -> Trainer:
         )
     chex.assert_equal(jnp.ndim(jnp.zeros(task.observation_size)), 1)
     agent = SAC(config.sac, task.observation_size, task.action_size)
-    return Trainer(config, task, agent, make_reward(config, task))
+    return Trainer(config, task, agent, make_reward(config, task), mesh)
 
 
 # -- Command line -------------------------------------------------------------------------
@@ -375,36 +412,47 @@ def main(argv: list[str] | None = None) -> str:
     from mural_jax import logging as log_lib
     from mural_jax.checkpoint import Checkpointer, CheckpointError
 
+    sharding_lib.initialize_distributed()  # multi-host jobs only (env variables)
+    lead = jax.process_index() == 0  # only process 0 writes logs and prints
     try:
         cfg, args = _parse(argv)
-        trainer = make_train(cfg)
-        out = args.resume or log_lib.prepare_run_dir(cfg)
+        mesh = sharding_lib.make_mesh(cfg.devices)
+        trainer = make_train(cfg, mesh)
+        init, run_chunk, shardings = trainer.compiled()
+        if args.resume:
+            out = args.resume
+        else:
+            out = log_lib.prepare_run_dir(cfg) if lead else cfg.out
         ckpt = Checkpointer(
             os.path.join(out, "checkpoints"), cfg.checkpoint_keep, cfg.checkpoint_replay
         )
-        if args.resume:
+        if args.resume:  # restored onto this run's devices (resharded if the count changed)
             abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(cfg.seed))
-            state = ckpt.restore(abstract, cfg)
-            config_lib.save_json(cfg, os.path.join(out, "config.json"))  # e.g. more steps
-    except (config_lib.ConfigError, CheckpointError, FileExistsError, TaskError) as e:
+            state = ckpt.restore(sharding_lib.with_shardings(abstract, shardings), cfg)
+            if lead:
+                config_lib.save_json(cfg, os.path.join(out, "config.json"))  # e.g. more steps
+    except (config_lib.ConfigError, CheckpointError, FileExistsError, TaskError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    print(f"mural_jax: env={cfg.env} method={cfg.method} steps={cfg.steps} seed={cfg.seed}")
-    print(f"  devices={jax.devices()}  output={out}")
+    say = print if lead else (lambda *a, **k: None)  # workers stay silent
+    say(f"mural_jax: env={cfg.env} method={cfg.method} steps={cfg.steps} seed={cfg.seed}")
+    n_dev = mesh.shape[sharding_lib.DATA]
+    say(f"  devices: {n_dev} x {jax.devices()[0].device_kind} (data axis)  output={out}")
     if not trainer.task.has_success_fn:
-        print(
+        say(
             "  note: this task has no success function: eval/final_distance is the distance to "
             "the nearest success example, and eval/learned_reward the learned reward of the "
             "final states (eval/success_rate is NaN)"
         )
-    run_chunk = jax.jit(trainer.run_chunk, donate_argnums=0)
     t0 = time.time()
     if args.resume:
         start = int(state.env_steps) // cfg.eval_every
-        print(f"  resumed from {out} at env step {int(state.env_steps)}")
+        say(f"  resumed from {out} at env step {int(state.env_steps)}")
     else:
-        state, start = jax.jit(trainer.init)(jax.random.PRNGKey(cfg.seed)), 0
+        state, start = init(jax.random.PRNGKey(cfg.seed)), 0
     logger = log_lib.MetricsLogger(out, resume_at=start * cfg.eval_every if args.resume else None)
+    if not lead:
+        logger = log_lib.NullLogger()
     last = time.time()
     for chunk in range(start, trainer.num_chunks):
         state, metrics = run_chunk(state)
@@ -431,11 +479,11 @@ def main(argv: list[str] | None = None) -> str:
             ckpt.save(steps, state, cfg)
         remaining = (trainer.num_chunks - chunk - 1) * cfg.eval_every
         eta = remaining / metrics["train/steps_per_second"]
-        print(log_lib.progress_line(metrics, cfg.steps, eta), flush=True)
+        say(log_lib.progress_line(metrics, cfg.steps, eta), flush=True)
     ckpt.wait()
     ckpt.close()
     logger.close()
-    print(
+    say(
         f"done in {time.time() - t0:.0f}s; results in {out} "
         "(config.json, metrics.csv, checkpoints/)"
     )

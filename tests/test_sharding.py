@@ -1,0 +1,89 @@
+"""Scale-out on 4 simulated CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=4).
+
+The checks run in a subprocess (the device count is fixed when JAX starts): a run on a 4-device
+`data` mesh matches the 1-device run, each device holds only its shard of the replay buffer
+and the envs, the chunk compiles once, and checkpoints restore onto another device count.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+
+def _worker(tmp: str) -> dict:
+    import jax
+    import numpy as np
+
+    from mural_jax import sharding as sharding_lib
+    from mural_jax.checkpoint import Checkpointer
+    from mural_jax.train import make_train
+    from tests.test_train import tiny
+
+    assert len(jax.devices()) == 4, jax.devices()
+    cfg = tiny(method="mural", steps=400, num_envs=8, replay_capacity=800)
+    out = {}
+    finals = {}
+    for n in (1, 4):
+        trainer = make_train(cfg, sharding_lib.make_mesh(n))
+        init, run_chunk, shardings = trainer.compiled()
+        state = init(jax.random.PRNGKey(0))
+        for _ in range(trainer.num_chunks):
+            state, metrics = run_chunk(state)
+        out[f"cache_size_{n}"] = run_chunk._cache_size()
+        obs_shards = state.replay.data.obs.addressable_shards
+        env_shards = state.env.obs.addressable_shards
+        out[f"replay_shard_rows_{n}"] = sorted({s.data.shape[0] for s in obs_shards})
+        out[f"replay_devices_{n}"] = len({s.device for s in obs_shards})
+        out[f"env_shard_rows_{n}"] = sorted({s.data.shape[0] for s in env_shards})
+        out[f"critic_loss_{n}"] = float(metrics["train/critic_loss"])
+        finals[n] = state
+        if n == 4:  # save on 4 devices, restore onto 1 (resharding)
+            ckpt = Checkpointer(os.path.join(tmp, "ckpt"), use_async=False)
+            ckpt.save(int(state.env_steps), state, cfg)
+            ckpt.wait()
+            one = make_train(cfg, sharding_lib.make_mesh(1))
+            _, _, sh1 = one.compiled()
+            abstract = jax.eval_shape(one.init, jax.random.PRNGKey(0))
+            restored = ckpt.restore(sharding_lib.with_shardings(abstract, sh1), cfg)
+            ckpt.close()
+            out["restored_devices"] = len(restored.replay.data.obs.sharding.device_set)
+            out["restored_equal"] = all(
+                np.array_equal(np.asarray(a), np.asarray(b))
+                for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state), strict=True)
+            )
+    # Same program, same global batch and seed: equal up to float reduction order.
+    diffs = [
+        float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+        for a, b in zip(jax.tree.leaves(finals[1].sac), jax.tree.leaves(finals[4].sac), strict=True)
+    ]
+    out["max_param_diff"] = max(diffs)
+    out["replay_equal"] = bool(
+        np.allclose(
+            np.asarray(finals[1].replay.data.obs), np.asarray(finals[4].replay.data.obs), atol=1e-4
+        )  # fmt: skip
+    )
+    return out
+
+
+def test_four_devices_match_one_and_shard_the_state(tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.getcwd()}  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, __file__, str(tmp_path)], env=env, capture_output=True, text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["cache_size_1"] == 1 and r["cache_size_4"] == 1
+    assert r["replay_devices_4"] == 4 and r["replay_shard_rows_4"] == [200]  # 800 / 4
+    assert r["env_shard_rows_4"] == [2]  # 8 envs / 4
+    assert r["replay_shard_rows_1"] == [800]
+    assert r["max_param_diff"] < 1e-3, r
+    assert r["replay_equal"], r
+    assert abs(r["critic_loss_1"] - r["critic_loss_4"]) < 1e-3 * max(1.0, abs(r["critic_loss_1"]))
+    assert r["restored_devices"] == 1 and r["restored_equal"]
+
+
+if __name__ == "__main__":
+    print(json.dumps(_worker(sys.argv[1])))
