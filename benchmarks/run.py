@@ -186,9 +186,58 @@ def bench_sac(steps: int) -> dict:
     return out
 
 
+SCALING_WORKER = """
+import json, sys, time, jax
+from mural_jax import config as C, sharding as S
+from mural_jax.train import make_train
+base = C.load_experiment("quickstart")
+res = {}
+for n in [1] + [int(a) for a in sys.argv[1:]]:
+    cfg = C.replace(base, {"method": "sparse", "num_envs": 8 * n, "eval_every": 960 * n,
+                           "steps": 960 * n * 4, "sac.batch_size": 128 * n, "devices": n,
+                           "checkpoint_every": 0})
+    tr = make_train(cfg, S.make_mesh(n))
+    init, run, _ = tr.compiled()
+    st = init(jax.random.PRNGKey(0))
+    st, m = run(st); jax.block_until_ready(m)
+    t = time.perf_counter()
+    for _ in range(3):
+        st, m = run(st)
+    jax.block_until_ready(m)
+    res[n] = 3 * cfg.eval_every / (time.perf_counter() - t)
+print(json.dumps(res))
+"""
+
+
+def bench_scaling(devices: list[int]) -> dict:
+    """Weak scaling (8 envs and batch 128 per device): efficiency = sps_N / (N * sps_1).
+
+    On a CPU the devices are simulated (XLA_FLAGS) and share the same cores, so this checks the
+    plumbing, not the hardware; on a multi-GPU/TPU host it measures real scaling.
+    """
+    n_max = max(devices)
+    env = dict(os.environ)
+    if jax.devices()[0].platform == "cpu":
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_max}"
+    env["PYTHONPATH"] = ROOT
+    proc = subprocess.run(
+        [sys.executable, "-c", SCALING_WORKER, *map(str, devices)],
+        env=env, cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-2000:]}
+    sps = {int(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+    return {
+        "env_steps_per_s": sps,
+        "efficiency": {n: sps[n] / (n * sps[1]) for n in sps},
+        "simulated_cpu_devices": jax.devices()[0].platform == "cpu",
+    }
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="mural_jax benchmarks")
-    p.add_argument("--only", default="meta_nml,overhead,sac")
+    p.add_argument("--only", default="meta_nml,overhead,sac,scaling")
+    p.add_argument("--scaling-devices", default="2,4")
     p.add_argument("--widths", default="256,2048")
     p.add_argument("--overhead-config", default="quickstart")
     p.add_argument("--sac-steps", type=int, default=20000)
@@ -243,6 +292,22 @@ def main(argv=None):
         else:
             line += f" (Brax SAC not measured: {r['brax_error'][-200:]})"
         print(line, flush=True)
+    if "scaling" in only:
+        r = bench_scaling([int(n) for n in args.scaling_devices.split(",")])
+        results["scaling"] = r
+        if "error" in r:
+            print(f"scaling: failed: {r['error'][-300:]}")
+        else:
+            print(
+                "scaling (weak, "
+                + ("simulated CPU devices" if r["simulated_cpu_devices"] else "real devices")
+                + "): "
+                + ", ".join(
+                    f"{n} dev {r['env_steps_per_s'][n]:.0f} steps/s (eff {r['efficiency'][n]:.2f})"
+                    for n in sorted(r["env_steps_per_s"])
+                ),
+                flush=True,
+            )
     os.makedirs(os.path.join(ROOT, "benchmarks"), exist_ok=True)
     with open(os.path.join(ROOT, "benchmarks", "latest.json"), "w") as f:
         json.dump(results, f, indent=2)
@@ -294,6 +359,19 @@ def _append_markdown(r: dict) -> None:
         else:
             line += "; Brax's SAC trainer not measured (see latest.json)."
         lines.append(line)
+        lines.append("")
+    if "scaling" in r and "error" not in r["scaling"]:
+        sc = r["scaling"]
+        kind = "simulated CPU devices (plumbing only)" if sc["simulated_cpu_devices"] else "devices"
+        lines.append(
+            f"Weak scaling on {kind}, sparse SAC quickstart, 8 envs and batch 128 per device: "
+            + ", ".join(
+                f"{n} device(s) {sc['env_steps_per_s'][n]:.0f} env steps/s "
+                f"(efficiency {sc['efficiency'][n]:.2f})"
+                for n in sorted(sc["env_steps_per_s"])
+            )
+            + "."
+        )
         lines.append("")
     path = os.path.join(ROOT, "docs", "benchmarks.md")
     os.makedirs(os.path.dirname(path), exist_ok=True)
