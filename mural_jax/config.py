@@ -170,6 +170,9 @@ class TrainConfig:
     checkpoint_keep: int = 3
     #: Include the replay buffer (without it a resumed run restarts with an empty buffer).
     checkpoint_replay: bool = True
+    #: Also log to Weights & Biases (optional; needs `pip install wandb`; off by default).
+    wandb: bool = False
+    wandb_project: str = "mural_jax"
     #: Devices on the `data` mesh axis (0: all devices, across all hosts). Envs, replay buffer
     #: and each SAC/meta-NML batch are split over it; gradients are averaged over it.
     devices: int = 0

@@ -28,9 +28,10 @@ def prepare_run_dir(cfg: TrainConfig) -> str:
 class MetricsLogger:
     """One row per chunk to metrics.csv (columns fixed by the first row) and TensorBoard."""
 
-    def __init__(self, out: str, resume_at: int | None = None):
+    def __init__(self, out: str, resume_at: int | None = None, wandb_run=None):
         """`resume_at`: continue an existing file, dropping rows past that env step."""
         self.path = os.path.join(out, "metrics.csv")
+        self._wandb = wandb_run
         self._file = None
         self._writer = None
         self._columns = None
@@ -66,12 +67,29 @@ class MetricsLogger:
             if k != "env_steps":
                 self._tb.add_scalar(k, v, step)
         self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in metrics.items() if k != "env_steps"}, step=step)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
         if self._tb is not None:
             self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def start_wandb(cfg: TrainConfig, out: str):
+    """A wandb run for `cfg`, or a clear error when wandb is not installed."""
+    try:
+        import wandb
+    except ImportError:
+        raise config_lib.ConfigError(
+            "wandb=True is invalid here: the wandb package is not installed "
+            "(pip install wandb), or drop --wandb"
+        ) from None
+    return wandb.init(project=cfg.wandb_project, config=config_lib.to_dict(cfg), dir=out,
+                      name=os.path.basename(os.path.normpath(out)))  # fmt: skip
 
 
 class NullLogger:

@@ -416,6 +416,14 @@ def main(argv: list[str] | None = None) -> str:
     lead = jax.process_index() == 0  # only process 0 writes logs and prints
     try:
         cfg, args = _parse(argv)
+        if cfg.wandb:
+            import importlib.util
+
+            if importlib.util.find_spec("wandb") is None:
+                raise config_lib.ConfigError(
+                    "wandb=True is invalid here: the wandb package is not installed "
+                    "(pip install wandb), or drop --wandb"
+                )
         mesh = sharding_lib.make_mesh(cfg.devices)
         trainer = make_train(cfg, mesh)
         init, run_chunk, shardings = trainer.compiled()
@@ -450,7 +458,11 @@ def main(argv: list[str] | None = None) -> str:
         say(f"  resumed from {out} at env step {int(state.env_steps)}")
     else:
         state, start = init(jax.random.PRNGKey(cfg.seed)), 0
-    logger = log_lib.MetricsLogger(out, resume_at=start * cfg.eval_every if args.resume else None)
+    logger = log_lib.MetricsLogger(
+        out,
+        resume_at=start * cfg.eval_every if args.resume else None,
+        wandb_run=log_lib.start_wandb(cfg, out) if cfg.wandb and lead else None,
+    )
     if not lead:
         logger = log_lib.NullLogger()
     last = time.time()

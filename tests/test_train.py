@@ -299,3 +299,30 @@ def test_nan_is_detected_in_the_scan_and_reported(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert "non-finite" in err and "at env step" in err
     assert "reward_mean" in err or "critic_loss" in err
+
+
+def test_wandb_is_optional_and_a_missing_package_is_a_clear_error(capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "wandb" else real(n, *a)
+    )
+    with pytest.raises(SystemExit) as e:
+        main(["--wandb", "--steps", "400", "--eval-every", "200", "--num-envs", "4"])
+    assert e.value.code == 2 and "pip install wandb" in capsys.readouterr().err
+    assert TrainConfig().wandb is False
+
+
+def test_device_memory_stays_flat_over_chunks():
+    """Nothing accumulates per step: live device arrays are the same after every chunk."""
+    trainer = make_train(tiny(method="mural", steps=2000))
+    init, run_chunk, _ = trainer.compiled()  # jitted init, donated chunks (as the CLI)
+    state = init(jax.random.PRNGKey(0))
+    counts = []
+    for _ in range(trainer.num_chunks):
+        state, metrics = run_chunk(state)
+        del metrics
+        live = jax.live_arrays()
+        counts.append((len(live), sum(a.nbytes for a in live)))
+    assert len(set(counts[2:])) == 1, counts
