@@ -9,8 +9,8 @@ STAMP  := $(VENV)/.installed
 ifeq ($(origin ENV)$(origin METHOD)$(origin STEPS)$(origin CONFIG),undefinedundefinedundefinedundefined)
 CONFIG := quickstart
 endif
-ENV    ?= zigzag_maze
-METHOD ?= mural
+ENV    ?=
+METHOD ?=
 STEPS  ?=
 SEED   ?= 0
 OUT    ?=
@@ -32,13 +32,15 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(PY) -m mural_jax.train $(if $(CONFIG),--config $(CONFIG)) --env $(ENV) --method $(METHOD) \
-		--seed $(SEED) $(if $(STEPS),--steps $(STEPS)) $(if $(OUT),--out $(OUT)) $(ARGS)
+	$(PY) -m mural_jax.train $(if $(CONFIG),--config $(CONFIG)) $(if $(ENV),--env $(ENV)) \
+		$(if $(METHOD),--method $(METHOD)) --seed $(SEED) $(if $(STEPS),--steps $(STEPS)) \
+		$(if $(OUT),--out $(OUT)) $(ARGS)
 
 # make reproduce ENV=zigzag_maze SEEDS=3 METHODS="mural vice sparse" [CONFIG=zigzag_maze_cpu]
 reproduce: $(STAMP)
-	$(PY) -m experiments.reproduce --config $(or $(CONFIG),$(ENV)) --seeds $(SEEDS) \
-		--methods $(METHODS) --out $(or $(OUT),runs/reproduce-$(ENV)-$(shell date +%Y%m%d-%H%M%S)) \
+	$(PY) -m experiments.reproduce --config $(or $(CONFIG),$(ENV),zigzag_maze_cpu) --seeds $(SEEDS) \
+		--methods $(METHODS) \
+		--out $(or $(OUT),runs/reproduce-$(or $(CONFIG),$(ENV))-$(shell date +%Y%m%d-%H%M%S)) \
 		$(if $(STEPS),--steps $(STEPS))
 
 lint: $(STAMP)

@@ -49,12 +49,23 @@ def run_method(cfg, seeds: int, out: str) -> dict[str, np.ndarray]:
         for k, v in metrics.items():
             curves.setdefault(k, []).append(v)
         for s, f in enumerate(writers):
-            row = {k: float(v[s]) for k, v in metrics.items()}
+            row = {k: float(v[s]) for k, v in metrics.items() if not k.startswith("fault/")}
             if chunk == 0:
                 cols = ["env_steps"] + sorted(k for k in row if k != "env_steps")
                 f.write(",".join(cols) + "\n")
             f.write(",".join(f"{row[c]:.6g}" for c in cols) + "\n")
             f.flush()
+        bad = {
+            k[6:]: [int(x) for x in v] for k, v in metrics.items() if k.startswith("fault/")
+            if np.any(v >= 0)
+        }  # fmt: skip
+        if bad:  # NaN/inf inside the scan: stop, saying which quantity, seed and env step
+            for f in writers:
+                f.close()
+            raise SystemExit(
+                f"error: {cfg.method}: non-finite values (per seed, first env step, -1 = fine): "
+                + "; ".join(f"{k} {v}" for k, v in bad.items())
+            )
         sr = metrics["eval/success_rate"]
         print(
             f"  {cfg.method:>6} [{int(metrics['env_steps'][0]):>7d}/{cfg.steps}] "

@@ -19,8 +19,9 @@ import orbax.checkpoint as ocp
 from mural_jax import config as config_lib
 from mural_jax import replay as replay_lib
 
-# Fields that may differ between a checkpoint's run and the run resuming it.
-RESUMABLE_CHANGES = ("steps", "out")
+# Fields that may differ between a checkpoint's run and the run resuming it (they do not change
+# what is computed: the device count only changes the layout, resharded on restore).
+RESUMABLE_CHANGES = ("steps", "out", "devices", "checkpoint_keep", "wandb", "wandb_project")
 
 
 class CheckpointError(RuntimeError):
@@ -64,9 +65,6 @@ class Checkpointer:
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
-
-    def all_steps(self) -> list[int]:
-        return list(self._manager.all_steps())
 
     def save(self, step: int, state, cfg) -> None:
         """Queue a save of `state` at `step` (returns once the device arrays are copied)."""

@@ -73,9 +73,15 @@ class ClassifierConfig:
 
     def validate(self) -> None:
         _check("classifier.hidden", self.hidden, all(h >= 1 for h in self.hidden), "widths >= 1")
-        for name in ("update_every", "epochs_per_update", "batch_size", "steps_per_epoch"):
+        for name in ("update_every", "epochs_per_update", "steps_per_epoch"):
             v = getattr(self, name)
             _check(f"classifier.{name}", v, v >= 1, "integer >= 1")
+        _check(
+            "classifier.batch_size",
+            self.batch_size,
+            self.batch_size >= 2 and self.batch_size % 2 == 0,
+            "even integer >= 2 (half success examples, half visited states)",
+        )
         _check("classifier.initial_epochs", self.initial_epochs, self.initial_epochs >= 0, ">= 0")
         _check(
             "classifier.reference_size",
@@ -230,6 +236,12 @@ class TrainConfig:
             f"0 or a multiple of eval_every={self.eval_every}",
         )
         _check("checkpoint_keep", self.checkpoint_keep, self.checkpoint_keep >= 1, ">= 1")
+        _check(
+            "classifier.update_every",
+            self.classifier.update_every,
+            self.classifier.update_every >= self.num_envs,
+            f">= num_envs={self.num_envs} (one retraining per iteration at most)",
+        )
         _check("devices", self.devices, self.devices >= 0, "0 (all devices) or a count >= 1")
         if self.episode_length is not None:
             _check("episode_length", self.episode_length, self.episode_length >= 1, ">= 1")

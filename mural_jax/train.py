@@ -17,7 +17,6 @@ import sys
 import time
 from typing import Any
 
-import chex
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -125,8 +124,12 @@ class Trainer:
         action = jnp.where(random_phase, uniform, self.agent.act(state.sac, obs, k_act))
         nxt = jax.vmap(self.task.step)(state.env, action)
         episode_step = state.episode_step + 1
-        terminated = nxt.done.astype(jnp.float32)
-        truncated = ((episode_step >= self.horizon) & (terminated == 0)).astype(jnp.float32)
+        # Brax's EpisodeWrapper marks time-limit ends in info["truncation"]: those bootstrap.
+        brax_truncation = nxt.info.get("truncation", jnp.zeros_like(nxt.done))
+        terminated = (nxt.done * (1.0 - brax_truncation)).astype(jnp.float32)
+        truncated = (
+            ((episode_step >= self.horizon) | (brax_truncation > 0)) & (terminated == 0)
+        ).astype(jnp.float32)
         if cfg.reward_at_collection:
             reward = self.method.reward(state.reward, obs, nxt.obs, k_rew)
         else:
@@ -163,7 +166,7 @@ class Trainer:
         )
         return state, episode_stats
 
-    def _learn_reward(self, state: TrainState, rng: jax.Array) -> tuple[TrainState, dict]:
+    def _learn_reward(self, state: TrainState, rng: jax.Array):
         """Retrain the reward: initial epochs once random steps are done, then on a schedule."""
         cfg, ccfg = self.config, self.config.classifier
         if not self.method.learned:
@@ -199,11 +202,10 @@ class Trainer:
                 batches = jax.lax.with_sharding_constraint(batches, spec)
             if cfg.reward_at_collection:
                 rewards = batches.reward
-            else:
-                flat = lambda x: x.reshape(n_updates * batch_size, *x.shape[2:])
-                rewards = self.method.reward(
-                    state.reward, flat(batches.obs), flat(batches.next_obs), k_rew
-                ).reshape(n_updates, batch_size)
+            else:  # vmapped over the updates: one large computation, batch axis kept sharded
+                rewards = jax.vmap(self.method.reward, in_axes=(None, 0, 0, 0))(
+                    state.reward, batches.obs, batches.next_obs, jax.random.split(k_rew, n_updates)
+                )
             keys = jax.random.split(k_upd, n_updates)
             sac_state, metrics = jax.lax.scan(one_update, state.sac, (batches, rewards, keys))
             return sac_state, {k: metrics[k].mean() for k in _TRAIN_KEYS}, jnp.ones(())
@@ -229,8 +231,8 @@ class Trainer:
         new["train/updated_iterations"] = sums["train/updated_iterations"] + did
         new["train/episodes"] = sums["train/episodes"] + ep["episodes"]
         new["train/episode_success"] = sums["train/episode_success"] + ep["episode_success"]
-        for k, v in reward_info.items():
-            new["reward/" + k] = v  # latest value
+        for k, v in reward_info.items():  # latest value from an iteration that retrained
+            new["reward/" + k] = jnp.where(epochs > 0, v, sums["reward/" + k])
         # NaN/inf guard: remember the first env step at which each quantity went non-finite.
         # Reward-learning losses count only on iterations that retrained (NaN otherwise).
         for k in _WATCHED:
@@ -251,7 +253,9 @@ class Trainer:
                 lambda s: self.method.update(s.reward, s.replay, s.rng, jnp.zeros((), jnp.int32)),
                 jax.eval_shape(self.init, jax.random.PRNGKey(0)),
             )[1]
-            sums.update({"reward/" + k: jnp.zeros(v.shape, v.dtype) for k, v in probe.items()})
+            sums.update(
+                {"reward/" + k: jnp.full(v.shape, jnp.nan, v.dtype) for k, v in probe.items()}
+            )
             sums.update({"fault/" + k: -jnp.ones(()) for k in _WATCHED if k in probe})
         return sums
 
@@ -280,25 +284,26 @@ class Trainer:
         success = self.task.is_success if has_success else (lambda o: jnp.zeros(o.shape[0], bool))
 
         def step(carry, _):
-            env, ever = carry
+            env, final_obs, alive, ever = carry
             action = self.agent.act(state.sac, env.obs, None)
             env = jax.vmap(self.task.step)(env, action)
-            return (env, ever | success(env.obs)), None
+            # An episode's final state is where it terminated, or the state at the horizon.
+            final_obs = jnp.where(alive[:, None], env.obs, final_obs)
+            ever = ever | (alive & success(env.obs))
+            return (env, final_obs, alive & (env.done == 0), ever), None
 
-        (final, ever), _ = jax.lax.scan(
-            step, (env0, jnp.zeros((n,), bool)), None, length=self.horizon
-        )
+        init = (env0, env0.obs, jnp.ones((n,), bool), jnp.zeros((n,), bool))
+        (_, final_obs, _, ever), _ = jax.lax.scan(step, init, None, length=self.horizon)
+        final = final_obs
         nan = jnp.full((), jnp.nan)
         out = {
-            "eval/success_rate": success(final.obs).astype(jnp.float32).mean()
-            if has_success
-            else nan,
+            "eval/success_rate": success(final).astype(jnp.float32).mean() if has_success else nan,
             # Without a success function: distance to the nearest success example.
-            "eval/final_distance": self.task.goal_distance(final.obs).mean(),
+            "eval/final_distance": self.task.goal_distance(final).mean(),
             "eval/ever_success_rate": ever.astype(jnp.float32).mean() if has_success else nan,
         }
         if self.method.learned:
-            r = self.method.reward(state.reward, final.obs, final.obs, rng)
+            r = self.method.reward(state.reward, final, final, rng)
             out["eval/learned_reward"] = r.mean()
         return out
 
@@ -362,7 +367,11 @@ def make_train(config: TrainConfig, mesh: Mesh | None = None) -> Trainer:
             f"method={config.method!r} is invalid for env={config.env!r}, which has no success "
             "function or oracle reward; allowed: vice | mural"
         )
-    chex.assert_equal(jnp.ndim(jnp.zeros(task.observation_size)), 1)
+    if not isinstance(task.observation_size, int):
+        raise config_lib.ConfigError(
+            f"env={config.env!r} has observation_size {task.observation_size!r}; "
+            "allowed: a flat observation (an int size)"
+        )
     agent = SAC(config.sac, task.observation_size, task.action_size)
     return Trainer(config, task, agent, make_reward(config, task), mesh)
 
@@ -394,6 +403,11 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     )
     config_lib.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.resume and args.config:
+        raise config_lib.ConfigError(
+            f"config={args.config!r} is invalid with --resume; allowed: none (a resumed run "
+            "keeps its own config.json)"
+        )
     if args.resume:
         saved = os.path.join(args.resume, "config.json")
         if not os.path.exists(saved):
@@ -427,16 +441,28 @@ def main(argv: list[str] | None = None) -> str:
         mesh = sharding_lib.make_mesh(cfg.devices)
         trainer = make_train(cfg, mesh)
         init, run_chunk, shardings = trainer.compiled()
+        if jax.process_count() > 1 and not cfg.out:
+            raise config_lib.ConfigError(
+                "out=None is invalid for a multi-process run; allowed: a --out folder that "
+                "every host can reach (shared storage)"
+            )
         if args.resume:
             out = args.resume
+        elif lead:
+            out = log_lib.prepare_run_dir(cfg)
         else:
-            out = log_lib.prepare_run_dir(cfg) if lead else cfg.out
+            out = cfg.out
         ckpt = Checkpointer(
             os.path.join(out, "checkpoints"), cfg.checkpoint_keep, cfg.checkpoint_replay
         )
         if args.resume:  # restored onto this run's devices (resharded if the count changed)
             abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(cfg.seed))
             state = ckpt.restore(sharding_lib.with_shardings(abstract, shardings), cfg)
+            if int(state.env_steps) >= cfg.steps:
+                raise config_lib.ConfigError(
+                    f"steps={cfg.steps} is invalid for resuming {out}: its checkpoint is at "
+                    f"env step {int(state.env_steps)}; allowed: more steps (--steps N)"
+                )
             if lead:
                 config_lib.save_json(cfg, os.path.join(out, "config.json"))  # e.g. more steps
     except (config_lib.ConfigError, CheckpointError, FileExistsError, TaskError, ValueError) as e:

@@ -176,3 +176,10 @@ def test_import_path_env(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     task = make_env("my_tasks:Corridor")
     assert isinstance(task, PointMaze) and task.layout.goal == (3.0, 0.0)
+
+
+def test_classifier_obs_is_rejected_for_tasks_with_their_own_features(tmp_path):
+    path = tmp_path / "u.json"
+    path.write_text(json.dumps(U_MAZE))
+    with pytest.raises(TaskError, match="classifier_obs='0:1' is invalid"):
+        make_env(f"maze:{path}", classifier_obs="0:1")

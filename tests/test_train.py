@@ -326,3 +326,30 @@ def test_device_memory_stays_flat_over_chunks():
         live = jax.live_arrays()
         counts.append((len(live), sum(a.nbytes for a in live)))
     assert len(set(counts[2:])) == 1, counts
+
+
+def test_resume_rejects_config_flag_and_too_few_steps_but_allows_devices(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    main(_ckpt_argv(out, steps=400))
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["--resume", out, "--config", "quickstart"])
+    assert "invalid with --resume" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--resume", out, "--steps", "400"])
+    assert "checkpoint is at env step 400" in capsys.readouterr().err
+    main(["--resume", out, "--steps", "600", "--devices", "1"])  # device count may change
+    rows = list(csv.DictReader(open(os.path.join(out, "metrics.csv"))))
+    assert [int(r["env_steps"]) for r in rows] == [200, 400, 600]
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ({"classifier.batch_size": 3}, "classifier.batch_size=3"),
+        ({"classifier.update_every": 2}, "classifier.update_every=2"),
+    ],
+)
+def test_schedule_and_batch_validation(override, message):
+    with pytest.raises(config_lib.ConfigError, match=message.replace(".", r"\.")):
+        config_lib.replace(tiny(), override).validate()

@@ -288,11 +288,13 @@ def make_custom(
         if not isinstance(task, Env):
             raise TaskError(f"env={name!r} is {type(task).__name__}, not a Brax Env or Task")
     if isinstance(task, Task):
-        if success_examples is not None:
-            raise TaskError(
-                f"success_examples={success_examples!r} given, but {name!r} generates its own; "
-                "drop the flag"
-            )
+        for flag, value in (("success_examples", success_examples),
+                            ("classifier_obs", classifier_obs)):  # fmt: skip
+            if value is not None:
+                raise TaskError(
+                    f"{flag}={value!r} is invalid for {name!r}, a Task that defines its own "
+                    "success examples and classifier features; drop the flag"
+                )
         return task
     if success_examples is None:
         raise TaskError(

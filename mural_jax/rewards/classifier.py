@@ -46,8 +46,3 @@ def weighted_xent(params: Params, x: jax.Array, labels: jax.Array, weights: jax.
     logp = jax.nn.log_softmax(logits(params, x))
     per_point = -jnp.sum(labels * logp, axis=-1)
     return jnp.sum(weights * per_point) / jnp.sum(weights)
-
-
-def success_prob(params: Params, x: jax.Array) -> jax.Array:
-    """p(success | x) for the plain classifier (the VICE reward)."""
-    return jax.nn.softmax(logits(params, x))[..., 1]

@@ -192,8 +192,6 @@ class MetaNML:
         b, d = queries.shape
         chunk = min(cfg.inference_chunk, b)
         n_chunks = -(-b // chunk)
-        padded = jnp.zeros((n_chunks * chunk, d), queries.dtype).at[:b].set(queries)
-        keys = jax.random.split(rng, n_chunks)
         pool_size = state.pool_x.shape[0]
         m = min(cfg.support_size - 1, pool_size)
 
@@ -213,6 +211,10 @@ class MetaNML:
                 use_refs=state.meta_epochs > 0,
             )
 
+        if n_chunks == 1:  # no reshaping: a sharded query axis stays sharded
+            return run((queries, rng))
+        padded = jnp.zeros((n_chunks * chunk, d), queries.dtype).at[:b].set(queries)
+        keys = jax.random.split(rng, n_chunks)
         lp1, lp0 = jax.lax.map(run, (padded.reshape(n_chunks, chunk, d), keys))
         return lp1.reshape(-1)[:b], lp0.reshape(-1)[:b]
 
