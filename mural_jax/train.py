@@ -513,7 +513,8 @@ def main(argv: list[str] | None = None) -> str:
         logger.write({k: v for k, v in metrics.items() if not k.startswith("fault/")})
         steps = int(metrics["env_steps"])
         final = chunk == trainer.num_chunks - 1
-        if final or (cfg.checkpoint_every and steps % cfg.checkpoint_every == 0):
+        every = cfg.checkpoint_every
+        if final or (every and steps // every > (steps - cfg.eval_every) // every):
             ckpt.save(steps, state, cfg)
         remaining = (trainer.num_chunks - chunk - 1) * cfg.eval_every
         eta = remaining / metrics["train/steps_per_second"]
