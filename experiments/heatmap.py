@@ -21,13 +21,17 @@ from mural_jax import config as config_lib
 from mural_jax.train import make_train
 
 
-def reward_grid(trainer, state, n: int = 81):
-    """Learned reward on an n x n grid over the arena: (xs, ys, r[y, x])."""
+def reward_grid(trainer, state, reward_fn=None, n: int = 81):
+    """Learned reward on an n x n grid over the arena: (xs, ys, r[y, x]).
+
+    Pass `reward_fn = jax.jit(trainer.method.reward)` when calling repeatedly (compiled once).
+    """
     lo, hi = trainer.task.layout.bounds
     xs = np.linspace(lo, hi, n)
     gx, gy = np.meshgrid(xs, xs)
     pts = jnp.asarray(np.stack([gx.ravel(), gy.ravel()], -1), jnp.float32)
-    r = jax.jit(trainer.method.reward)(state.reward, pts, pts, jax.random.PRNGKey(0))
+    reward_fn = reward_fn or jax.jit(trainer.method.reward)
+    r = reward_fn(state.reward, pts, pts, jax.random.PRNGKey(0))
     return xs, xs, np.asarray(r).reshape(n, n)
 
 
@@ -35,6 +39,7 @@ def snapshots(cfg, at: list[int]):
     """Train `cfg` and collect (env_steps, reward grid, visited sample, success rate)."""
     trainer = make_train(cfg)
     run = jax.jit(trainer.run_chunk)
+    reward_fn = jax.jit(trainer.method.reward)
     state = trainer.init(jax.random.PRNGKey(cfg.seed))
     shots = []
     for _ in range(trainer.num_chunks):
@@ -45,7 +50,12 @@ def snapshots(cfg, at: list[int]):
             idx = np.random.default_rng(0).choice(size, min(size, 2000), replace=False)
             visited = np.asarray(state.replay.data.next_obs)[idx]
             shots.append(
-                (steps, reward_grid(trainer, state), visited, float(metrics["eval/success_rate"]))
+                (
+                    steps,
+                    reward_grid(trainer, state, reward_fn),
+                    visited,
+                    float(metrics["eval/success_rate"]),
+                )  # fmt: skip
             )
             print(f"  {cfg.method} at {steps}: eval success {shots[-1][3]:.2f}", flush=True)
     return trainer, np.asarray(state.success_examples), shots

@@ -37,11 +37,13 @@ def run_method(cfg, seeds: int, out: str) -> dict[str, np.ndarray]:
     n = trainer.num_chunks
     snap_at = {max(n // 3 - 1, 0), max(2 * n // 3 - 1, 0), n - 1}
     shots = []
+    reward_fn = jax.jit(trainer.method.reward) if maze else None
     t0 = last = time.time()
     for chunk in range(trainer.num_chunks):
         state, metrics = run_chunk(state)
         if maze and chunk in snap_at:
-            shots.append(_snapshot(trainer, jax.tree.map(lambda x: x[0], state), metrics))
+            seed0 = jax.tree.map(lambda x: x[0], state)
+            shots.append(_snapshot(trainer, seed0, metrics, reward_fn))
         metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
         now = time.time()
         metrics["train/steps_per_second"] = np.full(seeds, cfg.eval_every / (now - last))
@@ -80,7 +82,7 @@ def run_method(cfg, seeds: int, out: str) -> dict[str, np.ndarray]:
     return curves, ((trainer.task.layout.walls, (trainer, examples, shots)) if shots else None)
 
 
-def _snapshot(trainer, state, metrics):
+def _snapshot(trainer, state, metrics, reward_fn):
     """Seed 0's learned reward over the maze, a sample of visited states, eval success."""
     from experiments.heatmap import reward_grid
 
@@ -88,7 +90,7 @@ def _snapshot(trainer, state, metrics):
     idx = np.random.default_rng(0).choice(size, min(size, 2000), replace=False)
     visited = np.asarray(state.replay.data.next_obs)[idx]
     sr = float(np.asarray(metrics["eval/success_rate"])[0])
-    return int(state.env_steps), reward_grid(trainer, state), visited, sr
+    return int(state.env_steps), reward_grid(trainer, state, reward_fn), visited, sr
 
 
 def bootstrap_ci(x: np.ndarray, n: int = 10_000, seed: int = 0) -> tuple[float, float]:
