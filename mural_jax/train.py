@@ -302,6 +302,8 @@ class Trainer:
             "eval/final_distance": self.task.goal_distance(final).mean(),
             "eval/ever_success_rate": ever.astype(jnp.float32).mean() if has_success else nan,
         }
+        for k, v in self.task.eval_metrics(final).items():
+            out["eval/" + k] = v
         if self.method.learned:
             r = self.method.reward(state.reward, final, final, rng)
             out["eval/learned_reward"] = r.mean()

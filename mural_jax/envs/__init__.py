@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from mural_jax.envs.ant_maze import ONE_WALL, U_MAZE, AntMaze, AntMazeLayout
 from mural_jax.envs.base import Task
 from mural_jax.envs.custom import TaskError, is_custom_spec, load_maze, make_custom
 from mural_jax.envs.point_maze import SPIRAL, ZIGZAG, MazeLayout, PointMaze
@@ -11,6 +12,8 @@ from mural_jax.envs.point_maze import SPIRAL, ZIGZAG, MazeLayout, PointMaze
 _REGISTRY: dict[str, Callable[..., Task]] = {
     "zigzag_maze": lambda **kw: PointMaze(ZIGZAG, **kw),
     "spiral_maze": lambda **kw: PointMaze(SPIRAL, **kw),
+    "ant_maze": lambda **kw: AntMaze(ONE_WALL, **kw),
+    "ant_u_maze": lambda **kw: AntMaze(U_MAZE, **kw),
 }
 
 
@@ -46,6 +49,8 @@ def make_env(name: str, **kwargs) -> Task:
 
 
 __all__ = [
+    "AntMaze",
+    "AntMazeLayout",
     "MazeLayout",
     "PointMaze",
     "Task",

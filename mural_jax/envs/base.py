@@ -49,6 +49,12 @@ class Task(Env, abc.ABC):
     def dense_reward(self, obs: jax.Array, next_obs: jax.Array) -> jax.Array:
         """An honestly shaped oracle reward (the paper's hand-engineered baseline)."""
 
+    def eval_metrics(self, final_obs: jax.Array) -> dict[str, jax.Array]:
+        """Task-specific figures of evaluation episodes' final states, averaged over episodes
+        (e.g. a stricter success radius); logged as `eval/NAME`."""
+        del final_obs
+        return {}
+
     def classifier_features(self, obs: jax.Array) -> jax.Array:
         """The slice of the observation that the success classifier sees."""
         if self.classifier_obs is None:

@@ -128,19 +128,25 @@ def move(pos: jax.Array, delta: jax.Array, boxes: jax.Array) -> jax.Array:
 
 
 def geodesic_field(layout: MazeLayout) -> np.ndarray:
-    """Shortest-path distance to the goal around the walls on a grid (8-connected Dijkstra).
+    """Shortest-path distance to the goal around the maze's (inflated) walls on a grid."""
+    return shortest_path_field(layout.boxes(), layout.bounds, layout.goal, layout.grid_spacing)
 
-    Entries for grid nodes inside walls are +inf. Grid node (i, j) is (lo + i*h, lo + j*h).
+
+def shortest_path_field(
+    boxes: np.ndarray, bounds: tuple[float, float], goal: tuple[float, float], h: float
+) -> np.ndarray:
+    """Shortest-path distance to `goal` around boxes (xmin, xmax, ymin, ymax) on a square grid
+    over `bounds` (8-connected Dijkstra). Shared by every maze-like task's dense oracle.
+
+    Entries for grid nodes inside boxes are +inf. Grid node (i, j) is (lo + i*h, lo + j*h).
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import dijkstra
 
-    lo, hi = layout.bounds
-    h = layout.grid_spacing
+    lo, hi = bounds
     n = int(round((hi - lo) / h)) + 1
     xs = lo + h * np.arange(n)
     gx, gy = np.meshgrid(xs, xs, indexing="ij")
-    boxes = layout.boxes()
 
     def blocked(x, y):
         out = np.zeros(x.shape, bool)
@@ -161,14 +167,14 @@ def geodesic_field(layout: MazeLayout) -> np.ndarray:
         weights.append(np.full(ok.sum(), h * np.hypot(di, dj)))
     rows, cols, weights = map(np.concatenate, (rows, cols, weights))
     graph = coo_matrix((weights, (rows, cols)), shape=(n * n, n * n)).tocsr()
-    gi = np.clip(np.round((np.asarray(layout.goal) - lo) / h).astype(int), 0, n - 1)
+    gi = np.clip(np.round((np.asarray(goal) - lo) / h).astype(int), 0, n - 1)
     dist = dijkstra(graph, directed=False, indices=int(idx[gi[0], gi[1]]))
     goal_node = np.array([xs[gi[0]], xs[gi[1]]])
-    dist = dist + np.linalg.norm(goal_node - np.asarray(layout.goal))
+    dist = dist + np.linalg.norm(goal_node - np.asarray(goal))
     return dist.reshape(n, n)
 
 
-def _interpolate(field: jax.Array, lo: float, h: float, p: jax.Array) -> jax.Array:
+def interpolate(field: jax.Array, lo: float, h: float, p: jax.Array) -> jax.Array:
     """Bilinear interpolation over the finite (free) corners of the grid cell holding `p`."""
     n = field.shape[0]
     u = jnp.clip((p - lo) / h, 0.0, n - 1.000001)
@@ -259,7 +265,7 @@ class PointMaze(Task):
 
     def geodesic_distance(self, obs: jax.Array) -> jax.Array:
         """Shortest-path distance to the goal around the walls."""
-        return _interpolate(self._field, self.layout.bounds[0], self.layout.grid_spacing, obs)
+        return interpolate(self._field, self.layout.bounds[0], self.layout.grid_spacing, obs)
 
     def dense_reward(self, obs: jax.Array, next_obs: jax.Array) -> jax.Array:
         """Negative shortest-path distance of the next state, in units of the start's distance."""
