@@ -4,10 +4,18 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-# `make train` with no task arguments runs the quickstart (MURAL on zigzag_maze, CPU-sized);
-# naming ENV, METHOD or STEPS trains with the library defaults (the paper's settings).
+# `make train` with no task arguments runs the quickstart (MURAL on zigzag_maze, CPU-sized).
+# `make train ENV=ant_maze` trains with that task's paper settings (experiments/configs/ENV.json)
+# when the file exists, else with the library defaults; METHOD, STEPS, ARGS override either.
 ifeq ($(origin ENV)$(origin METHOD)$(origin STEPS)$(origin CONFIG),undefinedundefinedundefinedundefined)
 CONFIG := quickstart
+endif
+ifeq ($(origin CONFIG),undefined)
+ifneq ($(ENV),)
+ifneq ($(wildcard experiments/configs/$(ENV).json),)
+CONFIG := $(ENV)
+endif
+endif
 endif
 ENV    ?=
 METHOD ?=

@@ -7,6 +7,9 @@
   does; ratios a/b and a/c, and the max |a - b| of the likelihoods.
 - overhead: env steps/s of MURAL vs sparse on the same task and config (and with rewards stored
   at collection); ratio = sparse / mural wall clock.
+- envs: env steps/s of each task's batched, jitted step (random actions, a scan of steps), and
+  for the ant every Brax backend with a check that its wall stops a launched ant; ratios
+  against the default backend (mjx) in the same run.
 - sac: our SAC env steps/s on zigzag_maze vs Brax's own SAC trainer on the same task and config
   (run in .venv-brax with a JAX it supports, see benchmarks/setup_brax_venv.sh).
 
@@ -234,9 +237,80 @@ def bench_scaling(devices: list[int]) -> dict:
     }
 
 
+def _env_rate(env, n_envs: int, n_steps: int) -> tuple[float, float]:
+    """(compile seconds, env steps/s) of `n_steps` random-action steps of `n_envs` envs."""
+
+    @jax.jit
+    def run(rng):
+        k_reset, k_act = jax.random.split(rng)
+        state = jax.vmap(env.reset)(jax.random.split(k_reset, n_envs))
+        keys = jax.random.split(k_act, n_steps)
+
+        def step(s, k):
+            a = jax.random.uniform(k, (n_envs, env.action_size), minval=-1.0, maxval=1.0)
+            return jax.vmap(env.step)(s, a), None
+
+        return jax.lax.scan(step, state, keys)[0].obs
+
+    t = time.perf_counter()
+    jax.block_until_ready(run(jax.random.PRNGKey(0)))
+    compile_s = time.perf_counter() - t
+    best = _time(run, jax.random.PRNGKey(1), repeats=2)
+    return compile_s, n_envs * n_steps / best
+
+
+def _ant_wall_holds(env, n: int = 8) -> bool:
+    """Launch ants at 6 m/s into the one-wall maze's wall; True if no torso reaches its face."""
+
+    def launch(rng):
+        ps = env._init_state(rng, jnp.array([-2.3, 1.5]))
+        ps = env.pipeline_init(ps.q, ps.qd.at[0].set(6.0))
+        state = env.reset(rng).replace(pipeline_state=ps, obs=env._obs(ps))
+
+        def step(s, _):
+            s = env.step(s, jnp.zeros(env.action_size))
+            return s, s.obs[0]
+
+        return jax.lax.scan(step, state, None, length=40)[1].max()
+
+    x = jax.jit(jax.vmap(launch))(jax.random.split(jax.random.PRNGKey(0), n))
+    return bool(x.max() < -1.25)
+
+
+def bench_envs(names: list[str], n_envs: int, n_steps: int) -> dict:
+    """Batched env throughput per task; `ant_maze` is measured on every Brax backend."""
+    from mural_jax.envs import make_env
+    from mural_jax.envs.ant_maze import BACKENDS
+
+    out = {"num_envs": n_envs, "steps_per_call": n_steps, "tasks": {}}
+    for name in names:
+        variants = [(b, {"backend": b}) for b in BACKENDS] if name == "ant_maze" else [("", {})]
+        for label, kw in variants:
+            key = f"{name}[{label}]" if label else name
+            try:
+                env = make_env(name, **kw)
+                compile_s, sps = _env_rate(env, n_envs, n_steps)
+                row = {"compile_s": compile_s, "env_steps_per_s": sps}
+                if name == "ant_maze":
+                    row["wall_holds"] = _ant_wall_holds(env)
+            except Exception as e:  # a backend that fails is a result, not a crash
+                row = {"error": f"{type(e).__name__}: {e}"[:300]}
+            out["tasks"][key] = row
+            print(f"  {key}: {row}", flush=True)
+    ref = out["tasks"].get("ant_maze[mjx]", {}).get("env_steps_per_s")
+    if ref:
+        for key, row in out["tasks"].items():
+            if key.startswith("ant_maze[") and "env_steps_per_s" in row:
+                row["ratio_vs_mjx"] = row["env_steps_per_s"] / ref
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="mural_jax benchmarks")
-    p.add_argument("--only", default="meta_nml,overhead,sac,scaling")
+    p.add_argument("--only", default="meta_nml,overhead,envs,sac,scaling")
+    p.add_argument("--envs", default="ant_maze,ant_u_maze,sawyer_push,sawyer_door,sawyer_pick,"
+                   "dexterous_hand")  # fmt: skip
+    p.add_argument("--env-batch", type=int, default=0, help="envs per task (0: 64 CPU, 4096 GPU)")
     p.add_argument("--scaling-devices", default="2,4")
     p.add_argument("--widths", default="256,2048")
     p.add_argument("--overhead-config", default="quickstart")
@@ -280,6 +354,10 @@ def main(argv=None):
             f"{r['overhead_collection_vs_sparse']:.2f}x)",
             flush=True,
         )
+    if "envs" in only:
+        n_envs = args.env_batch or (4096 if on_gpu else 64)
+        print(f"env throughput, {n_envs} envs:", flush=True)
+        results["envs"] = bench_envs(args.envs.split(","), n_envs, n_steps=20)
     if "sac" in only:
         r = bench_sac(args.sac_steps)
         results["sac"] = r
@@ -346,6 +424,26 @@ def _append_markdown(r: dict) -> None:
             f"{o['mural_reward_at_collection_steps_per_s']:.0f} "
             f"({o['overhead_collection_vs_sparse']:.2f}x)."
         )
+        lines.append("")
+    if "envs" in r:
+        e = r["envs"]
+        lines += [
+            f"Batched env throughput ({e['num_envs']} envs, random actions, scan of "
+            f"{e['steps_per_call']} steps):",
+            "",
+            "| task[backend] | compile s | env steps/s | vs ant mjx | wall holds |",
+            "|---|---|---|---|---|",
+        ]
+        for key, row in e["tasks"].items():
+            if "error" in row:
+                lines.append(f"| {key} | failed: {row['error'][:80]} | | | |")
+                continue
+            ratio = f"{row['ratio_vs_mjx']:.2f}x" if "ratio_vs_mjx" in row else ""
+            wall = {True: "yes", False: "**no**"}.get(row.get("wall_holds"), "")
+            lines.append(
+                f"| {key} | {row['compile_s']:.0f} | {row['env_steps_per_s']:.0f} | {ratio} "
+                f"| {wall} |"
+            )
         lines.append("")
     if "sac" in r:
         s = r["sac"]

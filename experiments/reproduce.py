@@ -22,12 +22,15 @@ from mural_jax import config as config_lib
 from mural_jax.train import make_train
 
 
-def run_method(cfg, seeds: int, out: str) -> dict[str, np.ndarray]:
-    """Train `seeds` seeds of one config as a single vmapped program; returns metric curves."""
-    trainer = make_train(cfg)
+def run_method(cfg, seeds: int, out: str, mesh=None) -> dict[str, np.ndarray]:
+    """Train `seeds` seeds of one config as a single vmapped program; returns metric curves.
+
+    With a (`seed`, `data`) mesh the seeds are split over devices (see `Trainer.compiled_seeds`).
+    """
+    trainer = make_train(cfg, mesh)
     keys = jax.vmap(jax.random.PRNGKey)(cfg.seed + np.arange(seeds))
-    state = jax.jit(jax.vmap(trainer.init))(keys)
-    run_chunk = jax.jit(jax.vmap(trainer.run_chunk), donate_argnums=0)
+    init, run_chunk = trainer.compiled_seeds(seeds)
+    state = init(keys)
     writers = []
     for k in range(seeds):
         os.makedirs(os.path.join(out, f"seed{k}"), exist_ok=True)
@@ -166,7 +169,26 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--out", required=True)
+    p.add_argument(
+        "--seed-devices", type=int, default=0,
+        help="split seeds over this many device groups, each seed's envs/replay/batches over the "
+        "rest of --devices (0: no mesh, all seeds on the default device)",
+    )  # fmt: skip
+    p.add_argument("--devices", type=int, default=0, help="devices to use (0: all)")
     args = p.parse_args(argv)
+    mesh = None
+    if args.seed_devices:
+        from mural_jax import sharding as sharding_lib
+
+        try:
+            mesh = sharding_lib.make_seed_mesh(args.devices, args.seed_devices)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+        if args.seeds % args.seed_devices:
+            raise SystemExit(
+                f"error: seeds={args.seeds} is invalid with seed_devices={args.seed_devices}; "
+                f"allowed: a multiple of {args.seed_devices}"
+            )
     base = config_lib.load_experiment(args.config)
     if args.steps:
         base = config_lib.replace(base, {"steps": args.steps})
@@ -178,7 +200,7 @@ def main(argv=None) -> None:
     for method in methods:
         cfg = config_lib.replace(base, {"method": method}).validate()
         print(f"{method}: {args.seeds} seeds vmapped, {cfg.steps} env steps each", flush=True)
-        results[method], shots = run_method(cfg, args.seeds, os.path.join(args.out, method))
+        results[method], shots = run_method(cfg, args.seeds, os.path.join(args.out, method), mesh)
         if shots:
             walls, snapshots[method] = shots
         np.savez(

@@ -10,6 +10,7 @@ checkpoint that looks valid; old steps are deleted only after a newer one is com
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any
 
@@ -45,6 +46,30 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def _is_empty(leaf) -> bool:
+    return math.prod(leaf.shape) == 0
+
+
+def _drop_empty(tree):
+    """Zero-size arrays (e.g. an MJX state's unused fields) as None: orbax cannot save them."""
+    return jax.tree.map(lambda x: None if _is_empty(x) else x, tree)
+
+
+def _fill_empty(abstract, restored):
+    """Put the zero-size leaves `_drop_empty` removed back, as zeros of their abstract shape."""
+    leaves, treedef = jax.tree.flatten(abstract)
+    kept = iter(jax.tree.leaves(restored))
+    out = []
+    for leaf in leaves:
+        if _is_empty(leaf):
+            zeros = jax.numpy.zeros(leaf.shape, leaf.dtype)
+            sharding = getattr(leaf, "sharding", None)
+            out.append(jax.device_put(zeros, sharding) if sharding is not None else zeros)
+        else:
+            out.append(next(kept))
+    return treedef.unflatten(out)
+
+
 @dataclasses.dataclass
 class Checkpointer:
     """Save every `every` env steps, keep the last `keep`; asynchronous saves."""
@@ -69,7 +94,7 @@ class Checkpointer:
     def save(self, step: int, state, cfg) -> None:
         """Queue a save of `state` at `step` (returns once the device arrays are copied)."""
         items = {
-            "state": ocp.args.StandardSave(state.replace(replay=None)),
+            "state": ocp.args.StandardSave(_drop_empty(state.replace(replay=None))),
             "config": ocp.args.JsonSave(config_lib.to_dict(cfg)),
         }
         if self.save_replay:
@@ -93,7 +118,8 @@ class Checkpointer:
             raise CheckpointError(
                 f"checkpoint {path} comes from another config; differences: " + "; ".join(diff)
             )
-        items = {"state": ocp.args.StandardRestore(abstract_state.replace(replay=None))}
+        abstract_rest = abstract_state.replace(replay=None)
+        items = {"state": ocp.args.StandardRestore(_drop_empty(abstract_rest))}
         has_replay = os.path.isdir(os.path.join(path, "replay"))
         if has_replay:
             items["replay"] = ocp.args.StandardRestore(abstract_state.replay)
@@ -101,7 +127,7 @@ class Checkpointer:
             restored = self._manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as e:
             raise CheckpointError(f"checkpoint {path} is damaged or unreadable: {e}") from None
-        state = restored.state
+        state = _fill_empty(abstract_rest, restored.state)
         if has_replay:
             replay = restored.replay
         else:  # saved without its buffer: resume with an empty one (not bit-identical)

@@ -20,6 +20,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 DATA = "data"
+#: Second mesh axis of seed-batched runs (`jax.vmap` over seeds): each seed on its own devices.
+SEED = "seed"
 
 # Environment variables that mean "this is one process of a multi-process job".
 _DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS")
@@ -68,17 +70,47 @@ def check_divisible(mesh: Mesh, **sizes: int) -> None:
             raise ValueError(f"{name}={size} is invalid on {n} devices; allowed: a multiple of {n}")
 
 
+def make_seed_mesh(num_devices: int, seed_devices: int) -> Mesh:
+    """A 2-D (`seed`, `data`) mesh: seeds of a vmapped run split over `seed_devices` groups,
+    each seed's envs, replay and batches over the `num_devices / seed_devices` in its group."""
+    devices = jax.devices()
+    n = len(devices) if num_devices == 0 else num_devices
+    if not 1 <= n <= len(devices) or seed_devices < 1 or n % seed_devices:
+        raise ValueError(
+            f"seed_devices={seed_devices} on devices={num_devices} is invalid; allowed: "
+            f"1..{len(devices)} devices (0: all) split into seed_devices groups that divide them"
+        )
+    grid = np.asarray(devices[:n]).reshape(seed_devices, n // seed_devices)
+    return Mesh(grid, (SEED, DATA))
+
+
+def _is_split(path, leaf) -> bool:
+    """Leaves laid out along `data`: the env states and the replay buffer's rows."""
+    keys = [getattr(k, "name", getattr(k, "key", None)) for k in path]
+    return keys[:1] in (["env"], ["episode_step"]) or keys[:2] == ["replay", "data"]
+
+
 def state_shardings(abstract_state, mesh: Mesh):
     """Shardings for a `TrainState`: envs and replay split over `data`, the rest replicated."""
     replicated = NamedSharding(mesh, P())
     split = NamedSharding(mesh, P(DATA))
 
     def spec(path, leaf):
-        keys = [getattr(k, "name", getattr(k, "key", None)) for k in path]
-        sharded = keys[:1] in (["env"], ["episode_step"]) or keys[:2] == ["replay", "data"]
-        return split if sharded and leaf.ndim >= 1 else replicated
+        return split if _is_split(path, leaf) and leaf.ndim >= 1 else replicated
 
     return jax.tree_util.tree_map_with_path(spec, abstract_state)
+
+
+def seed_state_shardings(abstract_states, mesh: Mesh):
+    """Shardings for seed-batched `TrainState`s (leading seed axis): the seed axis over `seed`,
+    then envs and replay over `data` as in `state_shardings`."""
+    by_seed = NamedSharding(mesh, P(SEED))
+    split = NamedSharding(mesh, P(SEED, DATA))
+
+    def spec(path, leaf):
+        return split if _is_split(path, leaf) and leaf.ndim >= 2 else by_seed
+
+    return jax.tree_util.tree_map_with_path(spec, abstract_states)
 
 
 def with_shardings(abstract_state, shardings):

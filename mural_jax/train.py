@@ -325,6 +325,30 @@ class Trainer:
         )
         return init, run_chunk, shardings
 
+    def compiled_seeds(self, num_seeds: int):
+        """(init, run_chunk) vmapped over `num_seeds` seeds and jitted. On a (`seed`, `data`)
+        mesh the seeds are split over `seed` and each seed's envs, replay and batches over
+        `data` (`spmd_axis_name` gives the vmapped axis its mesh axis inside the chunk)."""
+        mesh = self.mesh
+        if mesh is None or sharding_lib.SEED not in mesh.axis_names:
+            init = jax.jit(jax.vmap(self.init))
+            return init, jax.jit(jax.vmap(self.run_chunk), donate_argnums=0)
+        if num_seeds % mesh.shape[sharding_lib.SEED]:
+            raise ValueError(
+                f"seeds={num_seeds} is invalid on {mesh.shape[sharding_lib.SEED]} seed device "
+                f"groups; allowed: a multiple of {mesh.shape[sharding_lib.SEED]}"
+            )
+        init_v = jax.vmap(self.init, spmd_axis_name=sharding_lib.SEED)
+        run_v = jax.vmap(self.run_chunk, spmd_axis_name=sharding_lib.SEED)
+        keys = jax.ShapeDtypeStruct((num_seeds, 2), jnp.uint32)
+        shardings = sharding_lib.seed_state_shardings(jax.eval_shape(init_v, keys), mesh)
+        by_seed = NamedSharding(mesh, P(sharding_lib.SEED))
+        init = jax.jit(init_v, in_shardings=by_seed, out_shardings=shardings)
+        run_chunk = jax.jit(
+            run_v, in_shardings=(shardings,), out_shardings=(shardings, by_seed), donate_argnums=0
+        )
+        return init, run_chunk
+
     def train(self, rng: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
         """The whole run as one pure function (jit it, vmap it over seeds)."""
         state = self.init(rng)

@@ -2,7 +2,8 @@
 
 The checks run in a subprocess (the device count is fixed when JAX starts): a run on a 4-device
 `data` mesh matches the 1-device run, each device holds only its shard of the replay buffer
-and the envs, the chunk compiles once, and checkpoints restore onto another device count.
+and the envs, the chunk compiles once, checkpoints restore onto another device count, and
+seeds of a vmapped run split over a second (`seed`) mesh axis match the unsharded run.
 """
 
 import json
@@ -58,6 +59,33 @@ def _worker(tmp: str) -> dict:
         for a, b in zip(jax.tree.leaves(finals[1].sac), jax.tree.leaves(finals[4].sac), strict=True)
     ]
     out["max_param_diff"] = max(diffs)
+    # Seeds over a second mesh axis: 2 seeds x 2 data devices vs the same vmapped run unsharded.
+    seeds_out = {}
+    keys = jax.vmap(jax.random.PRNGKey)(np.arange(2))
+    for label, mesh in (("plain", None), ("mesh", sharding_lib.make_seed_mesh(4, 2))):
+        trainer = make_train(cfg, mesh)
+        init, run_chunk = trainer.compiled_seeds(2)
+        state = init(keys)
+        for _ in range(trainer.num_chunks):
+            state, metrics = run_chunk(state)
+        seeds_out[label] = state
+        if mesh is not None:
+            shards = state.replay.data.obs.addressable_shards
+            out["seed_replay_shard_shapes"] = sorted({tuple(x.data.shape) for x in shards})
+            out["seed_replay_devices"] = len({x.device for x in shards})
+            out["seed_cache_size"] = run_chunk._cache_size()
+            out["seed_metric_shape"] = list(metrics["train/critic_loss"].shape)
+    out["seed_max_param_diff"] = max(
+        float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+        for a, b in zip(
+            jax.tree.leaves(seeds_out["plain"].sac), jax.tree.leaves(seeds_out["mesh"].sac),
+            strict=True,
+        )
+    )  # fmt: skip
+    out["seeds_differ"] = not np.allclose(
+        np.asarray(seeds_out["mesh"].replay.data.obs[0]),
+        np.asarray(seeds_out["mesh"].replay.data.obs[1]),
+    )
     out["replay_equal"] = bool(
         np.allclose(
             np.asarray(finals[1].replay.data.obs), np.asarray(finals[4].replay.data.obs), atol=1e-4
@@ -83,6 +111,11 @@ def test_four_devices_match_one_and_shard_the_state(tmp_path):
     assert r["replay_equal"], r
     assert abs(r["critic_loss_1"] - r["critic_loss_4"]) < 1e-3 * max(1.0, abs(r["critic_loss_1"]))
     assert r["restored_devices"] == 1 and r["restored_equal"]
+    # Seeds over the `seed` axis: each device holds one seed's half of its replay buffer.
+    assert r["seed_replay_shard_shapes"] == [[1, 400, 2]] and r["seed_replay_devices"] == 4, r
+    assert r["seed_cache_size"] == 1 and r["seed_metric_shape"] == [2]
+    assert r["seed_max_param_diff"] < 1e-3, r
+    assert r["seeds_differ"]
 
 
 if __name__ == "__main__":

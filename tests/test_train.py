@@ -353,3 +353,22 @@ def test_resume_rejects_config_flag_and_too_few_steps_but_allows_devices(tmp_pat
 def test_schedule_and_batch_validation(override, message):
     with pytest.raises(config_lib.ConfigError, match=message.replace(".", r"\.")):
         config_lib.replace(tiny(), override).validate()
+
+
+def test_checkpoint_keeps_zero_size_arrays(tmp_path):
+    """MJX states hold zero-size fields (e.g. no activations); orbax cannot write those, so
+    they are dropped on save and restored as zeros of the right shape."""
+    from mural_jax.checkpoint import Checkpointer
+
+    cfg = tiny()
+    trainer = make_train(cfg)
+    state = trainer.init(jax.random.PRNGKey(0))
+    state = state.replace(env=state.env.replace(info={"act": jnp.zeros((4, 0), jnp.float32)}))
+    ckpt = Checkpointer(str(tmp_path / "ckpt"), use_async=False)
+    ckpt.save(0, state, cfg)
+    ckpt.wait()
+    restored = ckpt.restore(jax.eval_shape(lambda: state), cfg)
+    ckpt.close()
+    assert restored.env.info["act"].shape == (4, 0)
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
