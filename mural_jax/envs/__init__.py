@@ -7,6 +7,7 @@ from collections.abc import Callable
 from mural_jax.envs.ant_maze import ONE_WALL, U_MAZE, AntMaze, AntMazeLayout
 from mural_jax.envs.base import Task
 from mural_jax.envs.custom import TaskError, is_custom_spec, load_maze, make_custom
+from mural_jax.envs.hand import DexterousHand, make_dexterous_hand
 from mural_jax.envs.point_maze import SPIRAL, ZIGZAG, MazeLayout, PointMaze
 
 _REGISTRY: dict[str, Callable[..., Task]] = {
@@ -14,6 +15,7 @@ _REGISTRY: dict[str, Callable[..., Task]] = {
     "spiral_maze": lambda **kw: PointMaze(SPIRAL, **kw),
     "ant_maze": lambda **kw: AntMaze(ONE_WALL, **kw),
     "ant_u_maze": lambda **kw: AntMaze(U_MAZE, **kw),
+    "dexterous_hand": make_dexterous_hand,
 }
 
 
@@ -51,6 +53,7 @@ def make_env(name: str, **kwargs) -> Task:
 __all__ = [
     "AntMaze",
     "AntMazeLayout",
+    "DexterousHand",
     "MazeLayout",
     "PointMaze",
     "Task",
