@@ -13,7 +13,8 @@
 - sac: our SAC env steps/s on zigzag_maze vs Brax's own SAC trainer on the same task and config
   (run in .venv-brax with a JAX it supports, see benchmarks/setup_brax_venv.sh).
 
-Writes benchmarks/latest.json and appends a section to docs/benchmarks.md.
+Updates benchmarks/latest.json (the newest result of each section, with the run that measured
+it: date, device, command) and appends a section to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -387,8 +388,27 @@ def main(argv=None):
                 flush=True,
             )
     os.makedirs(os.path.join(ROOT, "benchmarks"), exist_ok=True)
-    with open(os.path.join(ROOT, "benchmarks", "latest.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    # latest.json keeps the newest result of every section: a partial run (--only) replaces
+    # only its sections, each stamped with the run that measured it.
+    path = os.path.join(ROOT, "benchmarks", "latest.json")
+    merged = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            merged = json.load(f)
+        if "runs" not in merged:  # older single-run layout: keep it as one run
+            old = merged
+            meta = {k: old.pop(k) for k in list(old) if not isinstance(old[k], dict | list)}
+            merged = {"runs": {"0": meta}, "sections": {k: {"run": "0", "result": v}
+                                                       for k, v in old.items()}}  # fmt: skip
+    merged.setdefault("runs", {})
+    merged.setdefault("sections", {})
+    run_id = str(len(merged["runs"]))
+    merged["runs"][run_id] = {k: v for k, v in results.items() if not isinstance(v, dict | list)}
+    for k, v in results.items():
+        if isinstance(v, dict | list):
+            merged["sections"][k] = {"run": run_id, "result": v}
+    with open(path, "w") as f:
+        json.dump(merged, f, indent=2)
     _append_markdown(results)
     print("wrote benchmarks/latest.json and docs/benchmarks.md")
 
