@@ -8,6 +8,7 @@ from mural_jax.envs.ant_maze import ONE_WALL, U_MAZE, AntMaze, AntMazeLayout
 from mural_jax.envs.base import Task
 from mural_jax.envs.custom import TaskError, is_custom_spec, load_maze, make_custom
 from mural_jax.envs.hand import DexterousHand, make_dexterous_hand
+from mural_jax.envs.manipulation import ManipulationTask, make_door, make_pick, make_push
 from mural_jax.envs.point_maze import SPIRAL, ZIGZAG, MazeLayout, PointMaze
 
 _REGISTRY: dict[str, Callable[..., Task]] = {
@@ -16,6 +17,9 @@ _REGISTRY: dict[str, Callable[..., Task]] = {
     "ant_maze": lambda **kw: AntMaze(ONE_WALL, **kw),
     "ant_u_maze": lambda **kw: AntMaze(U_MAZE, **kw),
     "dexterous_hand": make_dexterous_hand,
+    "sawyer_push": make_push,
+    "sawyer_door": make_door,
+    "sawyer_pick": make_pick,
 }
 
 
@@ -54,6 +58,7 @@ __all__ = [
     "AntMaze",
     "AntMazeLayout",
     "DexterousHand",
+    "ManipulationTask",
     "MazeLayout",
     "PointMaze",
     "Task",
