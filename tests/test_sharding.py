@@ -13,6 +13,8 @@ import sys
 
 
 def _worker(tmp: str) -> dict:
+    import dataclasses
+
     import jax
     import numpy as np
 
@@ -62,8 +64,9 @@ def _worker(tmp: str) -> dict:
     # Seeds over a second mesh axis: 2 seeds x 2 data devices vs the same vmapped run unsharded.
     seeds_out = {}
     keys = jax.vmap(jax.random.PRNGKey)(np.arange(2))
+    one_chunk = dataclasses.replace(cfg, steps=cfg.eval_every)
     for label, mesh in (("plain", None), ("mesh", sharding_lib.make_seed_mesh(4, 2))):
-        trainer = make_train(cfg, mesh)
+        trainer = make_train(one_chunk, mesh)
         init, run_chunk = trainer.compiled_seeds(2)
         state = init(keys)
         for _ in range(trainer.num_chunks):
