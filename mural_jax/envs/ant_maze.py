@@ -28,7 +28,7 @@ from brax.io import mjcf
 from etils import epath
 
 from mural_jax.envs.base import Task
-from mural_jax.envs.point_maze import interpolate, shortest_path_field
+from mural_jax.envs.point_maze import inside_any, interpolate, shortest_path_field
 
 Box = tuple[float, float, float, float]  # centre x, centre y, half-size x, half-size y
 
@@ -85,7 +85,7 @@ class AntMazeLayout:
                 raise ValueError(
                     f"{name} {getattr(self, name)} lies outside the bounds {self.bounds}"
                 )
-            if _inside_any(p, self.boxes(self.oracle_margin)):
+            if inside_any(p, self.boxes(self.oracle_margin)):
                 raise ValueError(
                     f"{name} {getattr(self, name)} lies within {self.oracle_margin} of a wall"
                 )
@@ -95,11 +95,6 @@ class AntMazeLayout:
         rows = [(cx - hx - margin, cx + hx + margin, cy - hy - margin, cy + hy + margin)
                 for cx, cy, hx, hy in self.walls]  # fmt: skip
         return np.asarray(rows, np.float64).reshape(-1, 4)
-
-
-def _inside_any(p: np.ndarray, boxes: np.ndarray) -> bool:
-    inside = (p[0] > boxes[:, 0]) & (p[0] < boxes[:, 1]) & (p[1] > boxes[:, 2])
-    return bool(np.any(inside & (p[1] < boxes[:, 3])))
 
 
 def grid_walls(rows: tuple[str, ...], scale: float) -> tuple[Box, ...]:

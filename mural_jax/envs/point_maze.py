@@ -54,7 +54,7 @@ class MazeLayout:
             p = getattr(self, name)
             if not all(lo <= c <= hi for c in p):
                 raise ValueError(f"{name} {p} lies outside the arena {self.bounds}")
-            if _inside_any(np.asarray(p, np.float64), self.boxes()):
+            if inside_any(np.asarray(p, np.float64), self.boxes()):
                 raise ValueError(f"{name} {p} lies inside an (inflated) wall")
 
     def boxes(self) -> np.ndarray:
@@ -74,8 +74,8 @@ class MazeLayout:
         return np.concatenate([self.boxes(), np.asarray(outer, np.float64)], axis=0)
 
 
-def _inside_any(p: np.ndarray, boxes: np.ndarray) -> bool:
-    """Strictly inside any box (touching a face is allowed)."""
+def inside_any(p: np.ndarray, boxes: np.ndarray) -> bool:
+    """Strictly inside any box (xmin, xmax, ymin, ymax); touching a face is allowed."""
     inside = (p[0] > boxes[:, 0]) & (p[0] < boxes[:, 1]) & (p[1] > boxes[:, 2])
     return bool(np.any(inside & (p[1] < boxes[:, 3])))
 
