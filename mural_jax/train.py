@@ -305,8 +305,14 @@ class Trainer:
         for k, v in self.task.eval_metrics(final).items():
             out["eval/" + k] = v
         if self.method.learned:
-            r = self.method.reward(state.reward, final, final, rng)
+            k_final, k_examples = jax.random.split(rng)
+            r = self.method.reward(state.reward, final, final, k_final)
             out["eval/learned_reward"] = r.mean()
+            # The reward at the success examples themselves: a reward that has faded at the
+            # goal (docs/results.md) shows here long before it shows in the success rate.
+            examples = state.success_examples[:n]
+            r_ex = self.method.reward(state.reward, examples, examples, k_examples)
+            out["eval/success_example_reward"] = r_ex.mean()
         return out
 
     def compiled(self):

@@ -189,9 +189,14 @@ def test_rewards_recomputed_with_current_classifier_by_default():
     state = trainer.init(jax.random.PRNGKey(4))
     obs = jnp.array([[3.0, 3.0], [-3.0, -3.0]])
     r0 = trainer.method.reward(state.reward, obs, obs, None)
-    state, _ = jax.jit(trainer.run_chunk)(state)
+    state, metrics = jax.jit(trainer.run_chunk)(state)
     r1 = trainer.method.reward(state.reward, obs, obs, None)
     assert float(r1[0] - r1[1]) > float(r0[0] - r0[1]) + 0.1
+    # The eval diagnostic scores the success examples, not the policy's final states.
+    ex = state.success_examples[: trainer.config.eval_episodes]
+    expected = trainer.method.reward(state.reward, ex, ex, None).mean()
+    assert float(metrics["eval/success_example_reward"]) == pytest.approx(float(expected), abs=1e-5)
+    assert float(metrics["eval/success_example_reward"]) > float(metrics["eval/learned_reward"])
 
 
 # -- Checkpoints, resume, faults -----------------------------------------------------------
