@@ -5,7 +5,10 @@
 
 Writes OUT/METHOD/seedK/metrics.csv, OUT/METHOD/curves.npz, OUT/config.json, OUT/report.md,
 OUT/success.png and, for the 2D mazes, OUT/reward_heatmap.png (MURAL vs VICE reward over the
-maze at three points in training, seed 0).
+maze at three points in training, first seed). More seeds later: run again with
+`--first-seed 3`, then pool the runs' curves into one report:
+
+    python -m experiments.reproduce --merge runs/zigzag_cpu runs/zigzag_cpu_more --out runs/pooled
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ def run_method(cfg, seeds: int, out: str, mesh=None) -> dict[str, np.ndarray]:
     state = init(keys)
     writers = []
     for k in range(seeds):
-        os.makedirs(os.path.join(out, f"seed{k}"), exist_ok=True)
-        writers.append(open(os.path.join(out, f"seed{k}", "metrics.csv"), "w", newline=""))
+        os.makedirs(os.path.join(out, f"seed{cfg.seed + k}"), exist_ok=True)
+        path = os.path.join(out, f"seed{cfg.seed + k}", "metrics.csv")
+        writers.append(open(path, "w", newline=""))
     curves: dict[str, list] = {}
     maze = hasattr(trainer.task, "layout") and trainer.method.learned
     n = trainer.num_chunks
@@ -162,13 +166,61 @@ def report(out: str, title: str, methods: list[str] | None = None) -> str:
     return text
 
 
+def merge(runs: list[str], out: str) -> str:
+    """Pool several reproductions of one config (e.g. seeds 0-2 and 3-5, or the methods run
+    as separate jobs) into OUT/METHOD/curves.npz and OUT's report. Each method's seeds are the
+    columns of every run that has it, in the order given."""
+
+    def has(run, method):
+        return os.path.exists(os.path.join(run, method, "curves.npz"))
+
+    methods = sorted({m for r in runs for m in os.listdir(r) if has(r, m)})
+    if not methods:
+        raise SystemExit(f"error: none of {runs} holds a METHOD/curves.npz")
+    configs = [config_lib.load_experiment(os.path.join(r, "config.json")) for r in runs]
+    for r, c in zip(runs[1:], configs[1:], strict=True):
+        diff = {
+            k: (v, getattr(c, k))
+            for k, v in vars(configs[0]).items()
+            if k not in ("seed", "method") and getattr(c, k) != v
+        }
+        if diff:
+            raise SystemExit(f"error: {r} was run with other settings than {runs[0]}: {diff}")
+    for method in methods:
+        with_method = [r for r in runs if has(r, method)]
+        parts = [np.load(os.path.join(r, method, "curves.npz")) for r in with_method]
+        steps = [p["env_steps"][:, 0] for p in parts]
+        for r, s in zip(with_method[1:], steps[1:], strict=True):
+            if s.shape != steps[0].shape or np.any(s != steps[0]):
+                raise SystemExit(
+                    f"error: {method}: {r} evaluates at other env steps than {with_method[0]} "
+                    f"({len(s)} evals to {s[-1]} vs {len(steps[0])} to {steps[0][-1]}); "
+                    "allowed: runs of equal length and eval_every"
+                )
+        keys = set.intersection(*(set(p.files) for p in parts))
+        os.makedirs(os.path.join(out, method), exist_ok=True)
+        np.savez(
+            os.path.join(out, method, "curves.npz"),
+            **{k: np.concatenate([p[k] for p in parts], axis=1) for k in sorted(keys)},
+        )
+    config_lib.save_json(configs[0], os.path.join(out, "config.json"))
+    c = configs[0]
+    title = f"{c.env}: seeds pooled from {len(runs)} runs, {c.steps} env steps"
+    return report(out, title, methods)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", required=True, help="experiment name or JSON path")
+    p.add_argument("--config", help="experiment name or JSON path (required unless --merge)")
     p.add_argument("--methods", nargs="+", default=["mural", "vice", "sparse", "dense"])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--out", required=True)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds run are N, N+1, ...")
+    p.add_argument(
+        "--merge", nargs="+", metavar="RUN",
+        help="pool the seeds of these finished reproductions into --out (no training)",
+    )  # fmt: skip
     p.add_argument(
         "--seed-devices", type=int, default=0,
         help="split seeds over this many device groups, each seed's envs/replay/batches over the "
@@ -176,6 +228,15 @@ def main(argv=None) -> None:
     )  # fmt: skip
     p.add_argument("--devices", type=int, default=0, help="devices to use (0: all)")
     args = p.parse_args(argv)
+    if args.merge:
+        if os.path.exists(os.path.join(args.out, "config.json")):
+            raise SystemExit(f"error: {args.out} already holds a reproduction; choose a new --out")
+        print(merge(args.merge, args.out))
+        return
+    if not args.config:
+        raise SystemExit("error: --config is required (or --merge RUN ... to pool finished runs)")
+    if args.first_seed < 0:
+        raise SystemExit(f"error: --first-seed={args.first_seed} is invalid; allowed: >= 0")
     mesh = None
     if args.seed_devices:
         from mural_jax import sharding as sharding_lib
@@ -192,6 +253,8 @@ def main(argv=None) -> None:
     base = config_lib.load_experiment(args.config)
     if args.steps:
         base = config_lib.replace(base, {"steps": args.steps})
+    if args.first_seed:
+        base = config_lib.replace(base, {"seed": args.first_seed})
     if os.path.exists(os.path.join(args.out, "config.json")):
         raise SystemExit(f"error: {args.out} already holds a reproduction; choose a new --out")
     os.makedirs(args.out, exist_ok=True)
