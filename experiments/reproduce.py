@@ -186,6 +186,7 @@ def merge(runs: list[str], out: str) -> str:
         }
         if diff:
             raise SystemExit(f"error: {r} was run with other settings than {runs[0]}: {diff}")
+    pooled = {}
     for method in methods:
         with_method = [r for r in runs if has(r, method)]
         parts = [np.load(os.path.join(r, method, "curves.npz")) for r in with_method]
@@ -197,12 +198,11 @@ def merge(runs: list[str], out: str) -> str:
                     f"({len(s)} evals to {s[-1]} vs {len(steps[0])} to {steps[0][-1]}); "
                     "allowed: runs of equal length and eval_every"
                 )
-        keys = set.intersection(*(set(p.files) for p in parts))
+        keys = sorted(set.intersection(*(set(p.files) for p in parts)))
+        pooled[method] = {k: np.concatenate([p[k] for p in parts], axis=1) for k in keys}
+    for method, curves in pooled.items():  # everything checked: now write
         os.makedirs(os.path.join(out, method), exist_ok=True)
-        np.savez(
-            os.path.join(out, method, "curves.npz"),
-            **{k: np.concatenate([p[k] for p in parts], axis=1) for k in sorted(keys)},
-        )
+        np.savez(os.path.join(out, method, "curves.npz"), **curves)
     config_lib.save_json(configs[0], os.path.join(out, "config.json"))
     c = configs[0]
     title = f"{c.env}: seeds pooled from {len(runs)} runs, {c.steps} env steps"

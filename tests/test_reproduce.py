@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from experiments.reproduce import bootstrap_ci, iqm, main
 from mural_jax import config as config_lib
@@ -35,3 +36,35 @@ def test_reproduce_runs_seeds_vmapped_and_writes_report(tmp_path):
     assert "| mural |" in text and "| sparse |" in text and "95% CI" in text and "IQM" in text
     for fig in ("success.png", "reward_heatmap.png"):
         assert os.path.getsize(os.path.join(out, fig)) > 1000
+
+    # More seeds later (--first-seed), pooled with the first run (--merge): sparse gets seeds
+    # 0, 1 from the first run and seed 2 from the second; mural keeps its 2.
+    more = str(tmp_path / "more")
+    main(["--config", str(cfg_path), "--methods", "sparse", "--seeds", "1", "--first-seed", "2",
+          "--out", more])  # fmt: skip
+    assert sorted(os.listdir(os.path.join(more, "sparse"))) == ["curves.npz", "seed2"]
+    pooled = str(tmp_path / "pooled")
+    main(["--merge", out, more, "--out", pooled])
+    sparse = np.load(os.path.join(pooled, "sparse", "curves.npz"))
+    first = np.load(os.path.join(out, "sparse", "curves.npz"))
+    second = np.load(os.path.join(more, "sparse", "curves.npz"))
+    assert sparse["eval.success_rate"].shape == (2, 3)
+    np.testing.assert_array_equal(
+        sparse["eval.final_distance"][:, :2], first["eval.final_distance"]
+    )
+    np.testing.assert_array_equal(
+        sparse["eval.final_distance"][:, 2], second["eval.final_distance"][:, 0]
+    )
+    assert np.load(os.path.join(pooled, "mural", "curves.npz"))["eval.success_rate"].shape == (2, 2)
+    assert "| sparse |" in open(os.path.join(pooled, "report.md")).read()
+
+
+def test_merge_refuses_runs_of_other_settings(tmp_path):
+    """Pooling seeds is only meaningful for one config: a different one is named, not mixed."""
+    for name, steps in (("a", 400), ("b", 600)):
+        os.makedirs(tmp_path / name / "sparse")
+        config_lib.save_json(tiny(steps=steps), str(tmp_path / name / "config.json"))
+        np.savez(tmp_path / name / "sparse" / "curves.npz", env_steps=np.zeros((2, 1)))
+    with pytest.raises(SystemExit, match="other settings.*steps"):
+        main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c")])
+    assert not os.path.exists(tmp_path / "c")
