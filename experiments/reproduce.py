@@ -5,8 +5,12 @@
 
 Writes OUT/METHOD/seedK/metrics.csv, OUT/METHOD/curves.npz, OUT/config.json, OUT/report.md,
 OUT/success.png and, for the 2D mazes, OUT/reward_heatmap.png (MURAL vs VICE reward over the
-maze at three points in training, first seed). More seeds later: run again with
-`--first-seed 3`, then pool the runs' curves into one report:
+maze at three points in training, first seed), and OUT/METHOD/checkpoints (the seeds' whole
+state, latest only). A run cut off, or one to be continued to more steps, goes on with
+
+    python -m experiments.reproduce --out runs/zigzag_cpu --resume [--steps 450000]
+
+More seeds later: run again with `--first-seed 3`, then pool the runs into one report:
 
     python -m experiments.reproduce --merge runs/zigzag_cpu runs/zigzag_cpu_more --out runs/pooled
 """
@@ -14,8 +18,10 @@ maze at three points in training, first seed). More seeds later: run again with
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
+import sys
 import time
 
 import jax
@@ -25,44 +31,74 @@ from mural_jax import config as config_lib
 from mural_jax.train import make_train
 
 
-def run_method(cfg, seeds: int, out: str, mesh=None) -> dict[str, np.ndarray]:
+def run_method(cfg, seeds: int, out: str, mesh=None, resume: bool = False):
     """Train `seeds` seeds of one config as a single vmapped program; returns metric curves.
 
     With a (`seed`, `data`) mesh the seeds are split over devices (see `Trainer.compiled_seeds`).
+    The seeds' state is checkpointed every `cfg.checkpoint_every` env steps and at the end
+    (OUT/checkpoints, the latest only); `resume` continues from there, so a reproduction cut
+    off mid-run, or one given more steps, goes on exactly as an uninterrupted one would.
     """
+    from mural_jax.checkpoint import Checkpointer
+
     trainer = make_train(cfg, mesh)
     keys = jax.vmap(jax.random.PRNGKey)(cfg.seed + np.arange(seeds))
     init, run_chunk = trainer.compiled_seeds(seeds)
-    state = init(keys)
-    writers = []
-    for k in range(seeds):
-        os.makedirs(os.path.join(out, f"seed{cfg.seed + k}"), exist_ok=True)
-        path = os.path.join(out, f"seed{cfg.seed + k}", "metrics.csv")
-        writers.append(open(path, "w", newline=""))
+    ckpt = Checkpointer(os.path.join(out, "checkpoints"), keep=1, save_replay=True)
+    start = 0
+    if resume and ckpt.latest_step() is not None:
+        state = ckpt.restore(jax.eval_shape(init, keys), cfg)
+        start = int(np.asarray(state.env_steps)[0]) // cfg.eval_every
+    else:
+        state = init(keys)
+    paths = [os.path.join(out, f"seed{cfg.seed + k}", "metrics.csv") for k in range(seeds)]
     curves: dict[str, list] = {}
+    if start:  # keep the rows up to the checkpoint (a cut run may have written more)
+        kept = [_read_rows(p, start * cfg.eval_every) for p in paths]
+        if any(len(rows) != start for rows in kept):
+            raise SystemExit(
+                f"error: {out}: the seeds' metrics.csv files do not reach the checkpoint at env "
+                f"step {start * cfg.eval_every}; allowed: resume a folder this tool wrote"
+            )
+        for row in zip(*kept, strict=True):
+            for k in row[0]:
+                curves.setdefault(k, []).append(np.array([r[k] for r in row]))
+    writers = []
+    for k, path in enumerate(paths):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        writers.append(open(path, "w", newline=""))
+        if start:
+            cols = list(kept[k][0])
+            writers[-1].write(",".join(cols) + "\n")
+            for row in kept[k]:
+                writers[-1].write(",".join(f"{row[c]:.9g}" for c in cols) + "\n")
     maze = hasattr(trainer.task, "layout") and trainer.method.learned
     n = trainer.num_chunks
     snap_at = {max(n // 3 - 1, 0), max(2 * n // 3 - 1, 0), n - 1}
-    shots = []
+    snap_dir = os.path.join(out, "snapshots")
     reward_fn = jax.jit(trainer.method.reward) if maze else None
+    every = cfg.checkpoint_every
     t0 = last = time.time()
-    for chunk in range(trainer.num_chunks):
+    for chunk in range(start, n):
         state, metrics = run_chunk(state)
         if maze and chunk in snap_at:
             seed0 = jax.tree.map(lambda x: x[0], state)
-            shots.append(_snapshot(trainer, seed0, metrics, reward_fn))
+            _save_snapshot(snap_dir, *_snapshot(trainer, seed0, metrics, reward_fn))
         metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
         now = time.time()
         metrics["train/steps_per_second"] = np.full(seeds, cfg.eval_every / (now - last))
         last = now
         for k, v in metrics.items():
-            curves.setdefault(k, []).append(v)
+            if not k.startswith("fault/"):
+                curves.setdefault(k, []).append(v)
         for s, f in enumerate(writers):
             row = {k: float(v[s]) for k, v in metrics.items() if not k.startswith("fault/")}
             if chunk == 0:
                 cols = ["env_steps"] + sorted(k for k in row if k != "env_steps")
                 f.write(",".join(cols) + "\n")
-            f.write(",".join(f"{row[c]:.6g}" for c in cols) + "\n")
+            elif chunk == start:
+                cols = list(kept[s][0])
+            f.write(",".join(f"{row[c]:.9g}" for c in cols) + "\n")
             f.flush()
         bad = {
             k[6:]: [int(x) for x in v] for k, v in metrics.items() if k.startswith("fault/")
@@ -71,22 +107,58 @@ def run_method(cfg, seeds: int, out: str, mesh=None) -> dict[str, np.ndarray]:
         if bad:  # NaN/inf inside the scan: stop, saying which quantity, seed and env step
             for f in writers:
                 f.close()
+            ckpt.wait()
             raise SystemExit(
                 f"error: {cfg.method}: non-finite values (per seed, first env step, -1 = fine): "
                 + "; ".join(f"{k} {v}" for k, v in bad.items())
+                + f". Last good checkpoint: {ckpt.directory}"
             )
+        steps = int(metrics["env_steps"][0])
+        if chunk == n - 1 or (every and steps // every > (steps - cfg.eval_every) // every):
+            ckpt.save(steps, state, cfg)
         sr = metrics["eval/success_rate"]
         print(
-            f"  {cfg.method:>6} [{int(metrics['env_steps'][0]):>7d}/{cfg.steps}] "
+            f"  {cfg.method:>6} [{steps:>7d}/{cfg.steps}] "
             f"success {sr.mean():.2f} (per seed {np.round(sr, 2).tolist()}) "
             f"dist {metrics['eval/final_distance'].mean():.2f}  {now - t0:.0f}s",
             flush=True,
         )
+    ckpt.wait()
+    ckpt.close()
     for f in writers:
         f.close()
     curves = {k: np.stack(v, axis=0) for k, v in curves.items()}  # (chunks, seeds)
+    if not maze:
+        return curves, None
     examples = np.asarray(state.success_examples[0])
-    return curves, ((trainer.task.layout.walls, (trainer, examples, shots)) if shots else None)
+    shots = _load_snapshots(snap_dir, [(c + 1) * cfg.eval_every for c in sorted(snap_at)])
+    return curves, (trainer.task.layout.walls, (trainer, examples, shots))
+
+
+def _read_rows(path: str, up_to: int) -> list[dict[str, float]]:
+    """A seed's metrics.csv rows with env_steps <= `up_to`, as floats."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{k: float(v) for k, v in r.items()} for r in rows if float(r["env_steps"]) <= up_to]
+
+
+def _save_snapshot(folder: str, steps, grid, visited, sr) -> None:
+    os.makedirs(folder, exist_ok=True)
+    xs, ys, r = grid
+    np.savez(os.path.join(folder, f"{steps}.npz"), xs=xs, ys=ys, r=r, visited=visited, sr=sr)
+
+
+def _load_snapshots(folder: str, at: list[int]) -> list:
+    """For each env step in `at`, the saved reward map nearest to it (a resumed run's thirds
+    fall between the first run's maps)."""
+    saved = sorted(int(f[:-4]) for f in os.listdir(folder) if f.endswith(".npz"))
+    shots = []
+    for step in sorted({min(saved, key=lambda s, t=t: abs(s - t)) for t in at}):
+        z = np.load(os.path.join(folder, f"{step}.npz"))
+        shots.append((step, (z["xs"], z["ys"], z["r"]), z["visited"], float(z["sr"])))
+    return shots
 
 
 def _snapshot(trainer, state, metrics, reward_fn):
@@ -218,6 +290,11 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--first-seed", type=int, default=0, help="seeds run are N, N+1, ...")
     p.add_argument(
+        "--resume", action="store_true",
+        help="continue the reproduction in --out from its checkpoints (after a cut, or with "
+        "more --steps); methods, seeds and config come from --out",
+    )  # fmt: skip
+    p.add_argument(
         "--merge", nargs="+", metavar="RUN",
         help="pool the seeds of these finished reproductions into --out (no training)",
     )  # fmt: skip
@@ -233,37 +310,66 @@ def main(argv=None) -> None:
             raise SystemExit(f"error: {args.out} already holds a reproduction; choose a new --out")
         print(merge(args.merge, args.out))
         return
-    if not args.config:
-        raise SystemExit("error: --config is required (or --merge RUN ... to pool finished runs)")
-    if args.first_seed < 0:
-        raise SystemExit(f"error: --first-seed={args.first_seed} is invalid; allowed: >= 0")
+    run_file = os.path.join(args.out, "run.json")
+    if args.resume:
+        if not os.path.exists(run_file):
+            raise SystemExit(
+                f"error: --resume: {args.out} holds no resumable reproduction (no run.json); "
+                "allowed: a folder written by this tool with checkpoints (since session 5)"
+            )
+        with open(run_file) as f:
+            run = json.load(f)
+        base = config_lib.load_experiment(os.path.join(args.out, "config.json"))
+        if args.steps:
+            if args.steps < base.steps:
+                raise SystemExit(
+                    f"error: --steps={args.steps} is invalid for resuming {args.out}, a run of "
+                    f"{base.steps} steps; allowed: >= {base.steps}"
+                )
+            base = config_lib.replace(base, {"steps": args.steps})
+    else:
+        if not args.config:
+            raise SystemExit("error: --config is required (or --merge RUN ..., or --resume)")
+        if args.first_seed < 0:
+            raise SystemExit(f"error: --first-seed={args.first_seed} is invalid; allowed: >= 0")
+        run = {
+            "methods": list(args.methods), "seeds": args.seeds,
+            "seed_devices": args.seed_devices, "devices": args.devices,
+            "argv": argv if argv is not None else sys.argv[1:], "resumed": [],
+        }  # fmt: skip
+        base = config_lib.load_experiment(args.config)
+        if args.steps:
+            base = config_lib.replace(base, {"steps": args.steps})
+        if args.first_seed:
+            base = config_lib.replace(base, {"seed": args.first_seed})
+        if os.path.exists(os.path.join(args.out, "config.json")):
+            raise SystemExit(f"error: {args.out} already holds a reproduction; choose a new --out")
     mesh = None
-    if args.seed_devices:
+    if run["seed_devices"]:
         from mural_jax import sharding as sharding_lib
 
         try:
-            mesh = sharding_lib.make_seed_mesh(args.devices, args.seed_devices)
+            mesh = sharding_lib.make_seed_mesh(run["devices"], run["seed_devices"])
         except ValueError as e:
             raise SystemExit(f"error: {e}") from None
-        if args.seeds % args.seed_devices:
+        if run["seeds"] % run["seed_devices"]:
             raise SystemExit(
-                f"error: seeds={args.seeds} is invalid with seed_devices={args.seed_devices}; "
-                f"allowed: a multiple of {args.seed_devices}"
+                f"error: seeds={run['seeds']} is invalid with seed_devices={run['seed_devices']}; "
+                f"allowed: a multiple of {run['seed_devices']}"
             )
-    base = config_lib.load_experiment(args.config)
-    if args.steps:
-        base = config_lib.replace(base, {"steps": args.steps})
-    if args.first_seed:
-        base = config_lib.replace(base, {"seed": args.first_seed})
-    if os.path.exists(os.path.join(args.out, "config.json")):
-        raise SystemExit(f"error: {args.out} already holds a reproduction; choose a new --out")
     os.makedirs(args.out, exist_ok=True)
     config_lib.save_json(base, os.path.join(args.out, "config.json"))
-    results, snapshots, walls, methods = {}, {}, None, list(args.methods)
+    if args.resume:
+        run["resumed"].append(argv if argv is not None else sys.argv[1:])
+    with open(run_file, "w") as f:
+        json.dump(run, f)
+    seeds = run["seeds"]
+    results, snapshots, walls, methods = {}, {}, None, run["methods"]
     for method in methods:
         cfg = config_lib.replace(base, {"method": method}).validate()
-        print(f"{method}: {args.seeds} seeds vmapped, {cfg.steps} env steps each", flush=True)
-        results[method], shots = run_method(cfg, args.seeds, os.path.join(args.out, method), mesh)
+        print(f"{method}: {seeds} seeds vmapped, {cfg.steps} env steps each", flush=True)
+        out = os.path.join(args.out, method)
+        results[method], shots = run_method(cfg, seeds, out, mesh, resume=args.resume)
         if shots:
             walls, snapshots[method] = shots
         np.savez(
@@ -274,9 +380,7 @@ def main(argv=None) -> None:
         from experiments.heatmap import plot
 
         plot(snapshots, walls, os.path.join(args.out, "reward_heatmap.png"), f"{base.env}")
-    print(report(args.out, f"{base.env}: {args.seeds} seeds, {base.steps} env steps", methods))
-    with open(os.path.join(args.out, "command.json"), "w") as f:
-        json.dump({"argv": argv or __import__("sys").argv[1:]}, f)
+    print(report(args.out, f"{base.env}: {seeds} seeds, {base.steps} env steps", methods))
 
 
 if __name__ == "__main__":
