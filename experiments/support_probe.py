@@ -1,0 +1,96 @@
+"""What sets MURAL's reward at a maze point: the support's visited states or the query alone?
+
+Loads the latest checkpoint of a reproduction's `mural` seeds and prints, per seed and probe
+point, the meta-trained classifier's own p(1|q) and the CNML reward computed three ways:
+with supports drawn from the run's reference pool (as in training; averaged over 8 draws),
+with a support of success examples only (no visited state can pull the reward down), and with
+the query alone (a support of one point at zero kernel weight).
+
+    python -m experiments.support_probe runs/spiral_s256b_ups1_300k_seeds6to8
+
+If the pool and query-alone columns agree at a never-visited point, the visited states in the
+support are not what sets its reward there; the one adaptation step from the initialisation is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mural_jax import config as config_lib
+from mural_jax.checkpoint import Checkpointer
+from mural_jax.rewards import classifier, meta_nml
+from mural_jax.train import make_train
+
+# Points of the spiral maze (walls in mural_jax/envs/point_maze.py): inside the spiral, the
+# goal, and the outer corridors the agents visit.
+SPIRAL_POINTS = {
+    "inner centre": (-1.0, 0.5),
+    "inner lower-left": (-2.0, -1.0),
+    "inner lower-right": (0.0, -1.0),
+    "inner top": (-1.0, 2.0),
+    "goal": (-0.5, 1.25),
+    "inner corridor": (-1.5, -2.5),
+    "right corridor": (2.5, 0.0),
+    "left corridor": (-3.5, 0.0),
+    "top corridor": (-1.0, 3.5),
+}
+
+
+def probe(run: str, points: dict[str, tuple[float, float]] = SPIRAL_POINTS, draws: int = 8):
+    """Rows of (seed, point, p_init, cnml with pool, positives only, query alone)."""
+    base = config_lib.load_experiment(os.path.join(run, "config.json"))
+    cfg = config_lib.replace(base, {"method": "mural"}).validate()
+    seeds = len([d for d in os.listdir(os.path.join(run, "mural")) if d.startswith("seed")])
+    trainer = make_train(cfg)
+    init, _ = trainer.compiled_seeds(seeds)
+    keys = jax.vmap(jax.random.PRNGKey)(cfg.seed + np.arange(seeds))
+    ckpt = Checkpointer(os.path.join(run, "mural", "checkpoints"), keep=1, use_async=False)
+    state = ckpt.restore(jax.eval_shape(init, keys), cfg)
+    method = trainer.method
+    pts = jnp.asarray(list(points.values()), jnp.float32)
+    q = method.task.classifier_features(pts)
+    n = method.config.support_size - 1
+
+    def cnml(rs, sup_x, sup_y):
+        lp1, lp0 = meta_nml.cnml_log_likelihoods(
+            rs.params, q, sup_x, sup_y, lr=method.config.inner_lr,
+            thresh=method.config.dist_weight_thresh, q_weight=method.query_weight, use_refs=True,
+        )  # fmt: skip
+        return np.asarray(jax.nn.sigmoid(lp1 - lp0))  # p1 / (p1 + p0)
+
+    rows = []
+    for s in range(seeds):
+        rs = jax.tree.map(lambda x, s=s: x[s], state.reward)
+        p_init = np.asarray(jax.nn.softmax(classifier.logits(rs.params, q))[:, 1])
+        pool = rs.pool_x.shape[0]
+        starts = np.linspace(0, pool - n, draws).astype(int)
+        with_pool = np.mean(
+            [cnml(rs, rs.pool_x[a : a + n], rs.pool_y[a : a + n]) for a in starts], 0
+        )
+        pos = np.asarray(rs.pool_y) == 1
+        positives = cnml(rs, rs.pool_x[pos][:n], rs.pool_y[pos][:n])
+        alone = cnml(rs, jnp.full((1, q.shape[1]), 1e3), jnp.ones((1,), jnp.int32))
+        for k, name in enumerate(points):
+            rows.append((cfg.seed + s, name, p_init[k], with_pool[k], positives[k], alone[k]))
+    return int(np.asarray(state.env_steps)[0]), rows
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", help="a reproduction folder with mural/checkpoints (spiral_maze)")
+    args = p.parse_args(argv)
+    steps, rows = probe(args.run)
+    print(f"{args.run}, checkpoint at env step {steps}")
+    print("| seed | point | p_init(1) | CNML, pool supports | positives only | query alone |")
+    print("|---|---|---|---|---|---|")
+    for seed, name, *vals in rows:
+        print(f"| {seed} | {name} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
+
+
+if __name__ == "__main__":
+    main()
