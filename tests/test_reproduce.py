@@ -101,3 +101,21 @@ def test_resumed_reproduction_equals_uninterrupted(tmp_path, capsys):
     assert os.path.getsize(os.path.join(cut, "reward_heatmap.png")) > 1000
     with pytest.raises(SystemExit, match="no resumable reproduction"):
         main(["--out", str(tmp_path), "--resume"])
+
+
+def test_support_probe_reads_a_reproduction_checkpoint(tmp_path):
+    """The probe restores a reproduction's mural seeds; far from all data the reward with the
+    run's supports is the query alone's (zero kernel weight), and the table covers every seed."""
+    from experiments.support_probe import probe
+
+    cfg_path = tmp_path / "tiny.json"
+    with open(cfg_path, "w") as f:
+        json.dump(config_lib.to_dict(tiny(steps=200, method="mural")), f)
+    run = str(tmp_path / "run")
+    main(["--config", str(cfg_path), "--methods", "mural", "--seeds", "2", "--out", run])
+    steps, rows = probe(run, {"far corner": (40.0, -40.0), "start": (-3.0, -3.0)}, draws=2)
+    assert steps == 200 and len(rows) == 4 and {r[0] for r in rows} == {0, 1}
+    for _, name, p_init, with_pool, positives, alone in rows:
+        assert all(0.0 <= v <= 1.0 for v in (p_init, with_pool, positives, alone))
+        if name == "far corner":
+            assert abs(with_pool - alone) < 1e-4 and abs(positives - alone) < 1e-4
