@@ -55,14 +55,19 @@ def main(argv=None) -> None:
         help="half the meta-training queries from the success examples",
     )
     p.add_argument("--surround", action="store_true", help="visited corridors on three sides")
+    p.add_argument("--novel-queries", type=float, default=0.0, help="meta_nml.novel_query_fraction")
+    p.add_argument("--novel-scale", type=float, default=1.0, help="meta_nml.novel_query_scale")
+    p.add_argument("--inner-lr", type=float, default=0.16)
     p.add_argument("--epochs", default="10,20,50,100,200,300")
     args = p.parse_args(argv)
 
     task = make_env("spiral_maze")
     mcfg = MetaNMLConfig(
-        inner_lr=0.16,
+        inner_lr=args.inner_lr,
         support_size=args.support_size,
         balanced_queries=args.balanced,
+        novel_query_fraction=args.novel_queries,
+        novel_query_scale=args.novel_scale,
         inference_chunk=1,  # every query draws its own support
     )
     method = MetaNML(task, ClassifierConfig(hidden=(128, 128)), mcfg)

@@ -41,8 +41,17 @@ SPIRAL_POINTS = {
 }
 
 
-def probe(run: str, points: dict[str, tuple[float, float]] = SPIRAL_POINTS, draws: int = 8):
-    """Rows of (seed, point, p_init, cnml with pool, positives only, query alone)."""
+def probe(
+    run: str,
+    points: dict[str, tuple[float, float]] = SPIRAL_POINTS,
+    draws: int = 8,
+    inner_lr: float | None = None,
+):
+    """Rows of (seed, point, p_init, cnml with pool, positives only, query alone).
+
+    `inner_lr` overrides the run's inner learning rate at read time (the initialisation was
+    meta-trained for the run's own rate): how far would a larger step reach from this init?
+    """
     base = config_lib.load_experiment(os.path.join(run, "config.json"))
     cfg = config_lib.replace(base, {"method": "mural"}).validate()
     seeds = len([d for d in os.listdir(os.path.join(run, "mural")) if d.startswith("seed")])
@@ -55,10 +64,11 @@ def probe(run: str, points: dict[str, tuple[float, float]] = SPIRAL_POINTS, draw
     pts = jnp.asarray(list(points.values()), jnp.float32)
     q = method.task.classifier_features(pts)
     n = method.config.support_size - 1
+    lr = method.config.inner_lr if inner_lr is None else inner_lr
 
     def cnml(rs, sup_x, sup_y):
         lp1, lp0 = meta_nml.cnml_log_likelihoods(
-            rs.params, q, sup_x, sup_y, lr=method.config.inner_lr,
+            rs.params, q, sup_x, sup_y, lr=lr,
             thresh=method.config.dist_weight_thresh, q_weight=method.query_weight, use_refs=True,
         )  # fmt: skip
         return np.asarray(jax.nn.sigmoid(lp1 - lp0))  # p1 / (p1 + p0)
@@ -83,9 +93,13 @@ def probe(run: str, points: dict[str, tuple[float, float]] = SPIRAL_POINTS, draw
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", help="a reproduction folder with mural/checkpoints (spiral_maze)")
+    p.add_argument(
+        "--inner-lr", type=float, default=None, help="read with this inner lr (default: the run's)"
+    )
     args = p.parse_args(argv)
-    steps, rows = probe(args.run)
-    print(f"{args.run}, checkpoint at env step {steps}")
+    steps, rows = probe(args.run, inner_lr=args.inner_lr)
+    lr = "the run's inner lr" if args.inner_lr is None else f"inner lr {args.inner_lr}"
+    print(f"{args.run}, checkpoint at env step {steps}, {lr}")
     print("| seed | point | p_init(1) | CNML, pool supports | positives only | query alone |")
     print("|---|---|---|---|---|---|")
     for seed, name, *vals in rows:

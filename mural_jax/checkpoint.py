@@ -33,6 +33,15 @@ def _config_fingerprint(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in RESUMABLE_CHANGES}
 
 
+def _with_new_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """The saved config with options added since it was written at their defaults: a new
+    option that defaults to the old behaviour does not orphan older checkpoints."""
+    try:
+        return config_lib.to_dict(config_lib.from_dict(config_lib.TrainConfig, saved))
+    except (config_lib.ConfigError, TypeError, ValueError):  # removed or renamed keys
+        return saved
+
+
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(a) | set(b)):
@@ -113,7 +122,10 @@ class Checkpointer:
             ).config
         except Exception as e:  # orbax raises several types for unreadable files
             raise CheckpointError(f"checkpoint {path} is damaged or unreadable: {e}") from None
-        diff = _diff(_config_fingerprint(config_lib.to_dict(cfg)), _config_fingerprint(saved_cfg))
+        diff = _diff(
+            _config_fingerprint(config_lib.to_dict(cfg)),
+            _config_fingerprint(_with_new_defaults(saved_cfg)),
+        )
         if diff:
             raise CheckpointError(
                 f"checkpoint {path} comes from another config; differences: " + "; ".join(diff)

@@ -119,6 +119,13 @@ class MetaNMLConfig:
     #: Query points drawn from the replay buffer per meta-epoch; balanced = half success examples.
     num_query_points: int = 128
     balanced_queries: bool = False
+    #: Departure from the original (default off): this fraction of the meta-training queries
+    #: (taken from the replay half) are moved off the data by Gaussian noise of
+    #: novel_query_scale (classifier space). The original meta-trains only on replay states and
+    #: success examples, so one step's reach is learned only where the agent has been; exact
+    #: CNML adapts to any query, novel ones included (docs/results.md, the spiral).
+    novel_query_fraction: float = 0.0
+    novel_query_scale: float = 1.0
     #: Second-order MAML gradient through the inner step (original: yes).
     second_order: bool = True
     #: Queries sharing one random support draw and one memory chunk at inference.
@@ -129,6 +136,15 @@ class MetaNMLConfig:
         for name in ("dist_weight_thresh", "query_point_weight", "inner_lr", "meta_lr"):
             v = getattr(self, name)
             _check(f"meta_nml.{name}", v, v > 0, "> 0")
+        _check(
+            "meta_nml.novel_query_fraction",
+            self.novel_query_fraction,
+            0.0 <= self.novel_query_fraction <= 1.0,
+            "0 <= fraction <= 1",
+        )
+        _check(
+            "meta_nml.novel_query_scale", self.novel_query_scale, self.novel_query_scale > 0, "> 0"
+        )
         for name in ("tasks_per_epoch", "tasks_per_step", "num_query_points", "inference_chunk"):
             v = getattr(self, name)
             _check(f"meta_nml.{name}", v, v >= 1, "integer >= 1")

@@ -275,6 +275,24 @@ def test_checkpoint_from_another_config_or_damaged_is_refused(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "another config" in err and "sac.learning_rate" in err
+    # A checkpoint written before an option existed (simulated: the key removed from its saved
+    # config) restores while the run keeps the option's default, and is refused otherwise.
+    from mural_jax.checkpoint import Checkpointer, CheckpointError
+
+    meta = os.path.join(ckpt_dir, "400", "config", "metadata")
+    with open(meta) as f:
+        saved = json.load(f)
+    del saved["meta_nml"]["novel_query_fraction"]
+    with open(meta, "w") as f:
+        json.dump(saved, f)
+    assert int(_restore(out).env_steps) == 400
+    cfg = config_lib.load_json(TrainConfig, os.path.join(out, "config.json"))
+    cfg = config_lib.replace(cfg, {"meta_nml.novel_query_fraction": 0.5})
+    trainer = make_train(cfg)
+    with pytest.raises(CheckpointError, match="novel_query_fraction: checkpoint 0.0 vs run 0.5"):
+        Checkpointer(ckpt_dir, use_async=False).restore(
+            jax.eval_shape(trainer.init, jax.random.PRNGKey(0)), cfg
+        )
     # Damage the latest checkpoint's state files: a clear error, nothing deleted.
     for root, _, files in os.walk(os.path.join(ckpt_dir, "400", "state")):
         for f in files:

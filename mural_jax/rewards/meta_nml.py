@@ -274,6 +274,10 @@ class MetaNML:
         k_q, k_pos, k_pick, k_y, k_sup = jax.random.split(rng, 5)
         nq = cfg.num_query_points
         queries = self.task.classifier_features(replay_lib.sample_obs(replay, k_q, nq))
+        novel = min(round(cfg.novel_query_fraction * nq), nq - nq // 2 * cfg.balanced_queries)
+        if novel:  # the last `novel` replay queries, moved off the data
+            noise = jax.random.normal(jax.random.fold_in(k_q, 1), (novel, queries.shape[1]))
+            queries = queries.at[nq - novel :].add(cfg.novel_query_scale * noise)
         if cfg.balanced_queries:
             feats = state.success_features
             pos = feats[jax.random.randint(k_pos, (nq // 2,), 0, feats.shape[0])]
