@@ -236,3 +236,31 @@ def test_update_with_zero_epochs_is_identity_and_compiled_once(toy):
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(toy["state"]), strict=True):
         np.testing.assert_array_equal(a, b)
     assert toy["update"]._cache_size() == 1
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_meta_training_queries_novel_fraction(toy, balanced):
+    """novel_query_fraction moves that many replay queries off the data; the rest are unchanged
+    (the original's construction at fraction 0, the same random streams)."""
+    import dataclasses
+
+    base = dataclasses.replace(toy["mural"].config, num_query_points=64, balanced_queries=balanced)
+    make = lambda frac: dataclasses.replace(  # noqa: E731
+        toy["mural"], config=dataclasses.replace(base, novel_query_fraction=frac)
+    )
+    key, state, buf = jax.random.PRNGKey(7), toy["state"], toy["buf"]
+    plain = np.asarray(make(0.0).meta_training_queries(key, state, buf))
+    novel = np.asarray(make(0.25).meta_training_queries(key, state, buf))
+    visited = np.asarray(buf.data.obs)[: int(buf.size)]
+
+    def on_data(x, pts):  # each row of x is one of pts (exactly)
+        return np.min(np.abs(x[:, None, :] - pts[None]).sum(-1), axis=1) == 0
+
+    moved = np.any(plain != novel, axis=1)
+    assert moved.sum() == 16 and moved[-16:].all(), moved
+    assert on_data(plain, visited).sum() == (32 if balanced else 64)
+    assert not on_data(novel[moved], visited).any()
+    if balanced:
+        assert on_data(novel[:32], np.asarray(state.success_features)).all()
+    # Moved by noise of novel_query_scale (1.0): a typical distance near sqrt(2).
+    assert 0.5 < np.median(np.linalg.norm(novel[moved] - plain[moved], axis=1)) < 2.5

@@ -268,10 +268,11 @@ class MetaNML:
         per_point = -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1)[:, 0]
         return jnp.sum(w * per_point) / jnp.sum(w)
 
-    def _sample_tasks(self, rng, state, replay, ref_x, ref_y):
-        """tasks_per_epoch (query, label, support) triples; queries from replay (or balanced)."""
+    def meta_training_queries(self, rng, state, replay) -> jax.Array:
+        """num_query_points queries in classifier space: replay states (balanced: the first
+        half success examples instead; novel_query_fraction: the last ones moved off the data)."""
         cfg = self.config
-        k_q, k_pos, k_pick, k_y, k_sup = jax.random.split(rng, 5)
+        k_q, k_pos = jax.random.split(rng, 5)[:2]  # the streams _sample_tasks has always used
         nq = cfg.num_query_points
         queries = self.task.classifier_features(replay_lib.sample_obs(replay, k_q, nq))
         novel = min(round(cfg.novel_query_fraction * nq), nq - nq // 2 * cfg.balanced_queries)
@@ -282,6 +283,15 @@ class MetaNML:
             feats = state.success_features
             pos = feats[jax.random.randint(k_pos, (nq // 2,), 0, feats.shape[0])]
             queries = queries.at[: nq // 2].set(pos)
+        chex.assert_shape(queries, (nq, state.success_features.shape[1]))
+        return queries
+
+    def _sample_tasks(self, rng, state, replay, ref_x, ref_y):
+        """tasks_per_epoch (query, label, support) triples from meta_training_queries."""
+        cfg = self.config
+        _, _, k_pick, k_y, k_sup = jax.random.split(rng, 5)
+        nq = cfg.num_query_points
+        queries = self.meta_training_queries(rng, state, replay)
         t = cfg.tasks_per_epoch
         q = queries[jax.random.randint(k_pick, (t,), 0, nq)]
         y = jax.random.bernoulli(k_y, 0.5, (t,)).astype(jnp.int32)
