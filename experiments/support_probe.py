@@ -15,6 +15,7 @@ support are not what sets its reward there; the one adaptation step from the ini
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
 import jax
@@ -46,11 +47,16 @@ def probe(
     points: dict[str, tuple[float, float]] = SPIRAL_POINTS,
     draws: int = 8,
     inner_lr: float | None = None,
+    meta_epochs: int = 0,
+    novel_queries: float | None = None,
 ):
     """Rows of (seed, point, p_init, cnml with pool, positives only, query alone).
 
     `inner_lr` overrides the run's inner learning rate at read time (the initialisation was
     meta-trained for the run's own rate): how far would a larger step reach from this init?
+    `meta_epochs` first continues each seed's meta-training on its own replay for that many
+    meta-epochs (with meta_nml.novel_query_fraction = `novel_queries` if given): how does the
+    reward move with meta-training alone, from the same state?
     """
     base = config_lib.load_experiment(os.path.join(run, "config.json"))
     cfg = config_lib.replace(base, {"method": "mural"}).validate()
@@ -61,6 +67,15 @@ def probe(
     ckpt = Checkpointer(os.path.join(run, "mural", "checkpoints"), keep=1, use_async=False)
     state = ckpt.restore(jax.eval_shape(init, keys), cfg)
     method = trainer.method
+    if novel_queries is not None:
+        mcfg = dataclasses.replace(method.config, novel_query_fraction=novel_queries)
+        mcfg.validate()
+        method = dataclasses.replace(method, config=mcfg)
+    if meta_epochs:
+        epochs = jnp.asarray(meta_epochs, jnp.int32)
+        update = jax.vmap(lambda rs, replay, k: method.update(rs, replay, k, epochs)[0])
+        rngs = jax.vmap(jax.random.PRNGKey)(np.arange(seeds))
+        state = state.replace(reward=jax.jit(update)(state.reward, state.replay, rngs))
     pts = jnp.asarray(list(points.values()), jnp.float32)
     q = method.task.classifier_features(pts)
     n = method.config.support_size - 1
@@ -96,10 +111,26 @@ def main(argv=None) -> None:
     p.add_argument(
         "--inner-lr", type=float, default=None, help="read with this inner lr (default: the run's)"
     )
+    p.add_argument(
+        "--meta-epochs", type=int, default=0,
+        help="first continue meta-training on each seed's replay for this many meta-epochs",
+    )  # fmt: skip
+    p.add_argument(
+        "--novel-queries", type=float, default=None,
+        help="meta_nml.novel_query_fraction for --meta-epochs (default: the run's)",
+    )  # fmt: skip
     args = p.parse_args(argv)
-    steps, rows = probe(args.run, inner_lr=args.inner_lr)
+    steps, rows = probe(
+        args.run,
+        inner_lr=args.inner_lr,
+        meta_epochs=args.meta_epochs,
+        novel_queries=args.novel_queries,
+    )
     lr = "the run's inner lr" if args.inner_lr is None else f"inner lr {args.inner_lr}"
-    print(f"{args.run}, checkpoint at env step {steps}, {lr}")
+    more = f", then {args.meta_epochs} meta-epochs" if args.meta_epochs else ""
+    if args.meta_epochs and args.novel_queries is not None:
+        more += f" with novel_query_fraction {args.novel_queries}"
+    print(f"{args.run}, checkpoint at env step {steps}{more}, {lr}")
     print("| seed | point | p_init(1) | CNML, pool supports | positives only | query alone |")
     print("|---|---|---|---|---|---|")
     for seed, name, *vals in rows:
