@@ -60,6 +60,8 @@ def probe(
     """
     base = config_lib.load_experiment(os.path.join(run, "config.json"))
     cfg = config_lib.replace(base, {"method": "mural"}).validate()
+    novel = dataclasses.replace(cfg.meta_nml, novel_query_fraction=novel_queries or 0.0)
+    novel.validate()  # before the (slow) restore
     seeds = len([d for d in os.listdir(os.path.join(run, "mural")) if d.startswith("seed")])
     trainer = make_train(cfg)
     init, _ = trainer.compiled_seeds(seeds)
@@ -68,9 +70,7 @@ def probe(
     state = ckpt.restore(jax.eval_shape(init, keys), cfg)
     method = trainer.method
     if novel_queries is not None:
-        mcfg = dataclasses.replace(method.config, novel_query_fraction=novel_queries)
-        mcfg.validate()
-        method = dataclasses.replace(method, config=mcfg)
+        method = dataclasses.replace(method, config=novel)
     if meta_epochs:
         epochs = jnp.asarray(meta_epochs, jnp.int32)
         update = jax.vmap(lambda rs, replay, k: method.update(rs, replay, k, epochs)[0])
