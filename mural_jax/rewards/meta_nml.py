@@ -275,7 +275,8 @@ class MetaNML:
         k_q, k_pos = jax.random.split(rng, 5)[:2]  # the streams _sample_tasks has always used
         nq = cfg.num_query_points
         queries = self.task.classifier_features(replay_lib.sample_obs(replay, k_q, nq))
-        novel = min(round(cfg.novel_query_fraction * nq), nq - nq // 2 * cfg.balanced_queries)
+        from_replay = nq - nq // 2 if cfg.balanced_queries else nq
+        novel = min(round(cfg.novel_query_fraction * nq), from_replay)
         if novel:  # the last `novel` replay queries, moved off the data
             noise = jax.random.normal(jax.random.fold_in(k_q, 1), (novel, queries.shape[1]))
             queries = queries.at[nq - novel :].add(cfg.novel_query_scale * noise)
