@@ -6,6 +6,11 @@
 Trains one seed of each method with the same config and, at the given env steps, evaluates the
 learned reward r(s) on a grid over the arena (walls drawn, visited states and success examples
 overlaid). MURAL's reward should stay near 0.5 where the agent has not been; VICE's need not.
+
+Every seed of finished (or checkpointed) reproductions, one row per run, at the latest
+checkpoint (`--methods vice` for VICE's):
+
+    python -m experiments.heatmap --runs runs/spiral_a runs/spiral_b --out maps.png
 """
 
 from __future__ import annotations
@@ -61,30 +66,32 @@ def snapshots(cfg, at: list[int]):
     return trainer, np.asarray(state.success_examples), shots
 
 
-def plot(results: dict, walls, out: str, title: str) -> None:
+def _draw(ax, grid, visited, examples, walls, title: str):
+    """One reward map: r(s) over the arena, visited states, success examples, walls."""
+    xs, ys, r = grid
+    im = ax.imshow(r, origin="lower", extent=[xs[0], xs[-1], ys[0], ys[-1]],
+                   vmin=0, vmax=1, cmap="viridis")  # fmt: skip
+    ax.scatter(visited[:, 0], visited[:, 1], s=1, c="white", alpha=0.3)
+    ax.scatter(examples[:, 0], examples[:, 1], s=4, c="red", marker="*")
+    for x0, y0, x1, y1 in walls:
+        ax.plot([x0, x1], [y0, y1], color="orange", lw=3)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return im
+
+
+def _figure(n_rows: int, n_cols: int):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = list(results)
-    n_rows = len(results[methods[0]][2])
-    fig, axes = plt.subplots(n_rows, len(methods), figsize=(4.2 * len(methods), 3.8 * n_rows))
-    axes = np.atleast_2d(axes).reshape(n_rows, len(methods))
-    for col, method in enumerate(methods):
-        _, examples, shots = results[method]
-        for row, (steps, (xs, ys, r), visited, sr) in enumerate(shots):
-            ax = axes[row, col]
-            im = ax.imshow(r, origin="lower", extent=[xs[0], xs[-1], ys[0], ys[-1]],
-                           vmin=0, vmax=1, cmap="viridis")  # fmt: skip
-            ax.scatter(visited[:, 0], visited[:, 1], s=1, c="white", alpha=0.3)
-            ax.scatter(examples[:, 0], examples[:, 1], s=4, c="red", marker="*")
-            for x0, y0, x1, y1 in walls:
-                ax.plot([x0, x1], [y0, y1], color="orange", lw=3)
-            ax.set_title(f"{method.upper()} reward, {steps} steps (eval success {sr:.2f})",
-                         fontsize=9)  # fmt: skip
-            ax.set_xticks([])
-            ax.set_yticks([])
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.8 * n_rows))
+    return fig, np.atleast_2d(axes).reshape(n_rows, n_cols)
+
+
+def _save(fig, im, axes, out: str, title: str) -> None:
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="r(s)")
     fig.suptitle(title)
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
@@ -92,14 +99,74 @@ def plot(results: dict, walls, out: str, title: str) -> None:
     print(f"wrote {out}")
 
 
+def plot(results: dict, walls, out: str, title: str) -> None:
+    """Methods as columns, the snapshots of training as rows."""
+    methods = list(results)
+    fig, axes = _figure(len(results[methods[0]][2]), len(methods))
+    for col, method in enumerate(methods):
+        _, examples, shots = results[method]
+        for row, (steps, grid, visited, sr) in enumerate(shots):
+            label = f"{method.upper()} reward, {steps} steps (eval success {sr:.2f})"
+            im = _draw(axes[row, col], grid, visited, examples, walls, label)
+    _save(fig, im, axes, out, title)
+
+
+def seed_maps(run: str, method: str = "mural") -> tuple:
+    """Every seed's reward map at a reproduction's latest checkpoint.
+
+    Returns (walls, [(seed, env steps, grid, visited sample, success examples, eval success)]);
+    the eval success is the seed's last row of metrics.csv.
+    """
+    from experiments.reproduce import load_latest, read_rows
+
+    cfg, trainer, state, seeds = load_latest(run, method)
+    reward_fn = jax.jit(trainer.method.reward)
+    maps = []
+    for k in range(seeds):
+        seed_state = jax.tree.map(lambda x, k=k: x[k], state)
+        steps = int(seed_state.env_steps)
+        size = int(seed_state.replay.size)
+        idx = np.random.default_rng(0).choice(size, min(size, 2000), replace=False)
+        visited = np.asarray(seed_state.replay.data.next_obs)[idx]
+        rows = read_rows(os.path.join(run, method, f"seed{cfg.seed + k}", "metrics.csv"), steps)
+        sr = rows[-1]["eval/success_rate"] if rows else float("nan")
+        grid = reward_grid(trainer, seed_state, reward_fn)
+        examples = np.asarray(seed_state.success_examples)
+        maps.append((cfg.seed + k, steps, grid, visited, examples, sr))
+    return trainer.task.layout.walls, maps
+
+
+def plot_runs(runs: list[str], out: str, method: str = "mural") -> None:
+    """Reproductions as rows, their seeds as columns, each at its latest checkpoint."""
+    rows = [seed_maps(run, method) for run in runs]
+    fig, axes = _figure(len(rows), max(len(maps) for _, maps in rows))
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (run, (walls, maps)) in enumerate(zip(runs, rows, strict=True)):
+        for j, (seed, steps, grid, visited, examples, sr) in enumerate(maps):
+            axes[i, j].axis("on")
+            label = (
+                f"{os.path.basename(run.rstrip('/'))}\nseed {seed}, {steps} steps (eval {sr:.2f})"
+            )
+            im = _draw(axes[i, j], grid, visited, examples, walls, label)
+    _save(fig, im, axes, out, f"{method.upper()} reward at the latest checkpoint")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", help="train a seed of each method on this task config")
+    p.add_argument(
+        "--runs", nargs="+", help="instead, map every seed of these reproductions' checkpoints"
+    )
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--at", default=None, help="comma-separated env steps (multiples of eval)")
     p.add_argument("--methods", nargs="+", default=["mural", "vice"])
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    if (args.config is None) == (args.runs is None):
+        p.error("give exactly one of --config (train and map) or --runs (map checkpoints)")
+    if args.runs:
+        return plot_runs(args.runs, args.out, args.methods[0])
     base = config_lib.load_experiment(args.config)
     if args.steps:
         base = config_lib.replace(base, {"steps": args.steps})

@@ -54,7 +54,7 @@ def run_method(cfg, seeds: int, out: str, mesh=None, resume: bool = False):
     paths = [os.path.join(out, f"seed{cfg.seed + k}", "metrics.csv") for k in range(seeds)]
     curves: dict[str, list] = {}
     if start:  # keep the rows up to the checkpoint (a cut run may have written more)
-        kept = [_read_rows(p, start * cfg.eval_every) for p in paths]
+        kept = [read_rows(p, start * cfg.eval_every) for p in paths]
         if any(len(rows) != start for rows in kept):
             raise SystemExit(
                 f"error: {out}: the seeds' metrics.csv files do not reach the checkpoint at env "
@@ -135,7 +135,34 @@ def run_method(cfg, seeds: int, out: str, mesh=None, resume: bool = False):
     return curves, (trainer.task.layout.walls, (trainer, examples, shots))
 
 
-def _read_rows(path: str, up_to: int) -> list[dict[str, float]]:
+def load_latest(run: str, method: str = "mural"):
+    """A reproduction's `method` at its latest checkpoint: (cfg, trainer, state, seeds).
+
+    `state` holds every seed (leading axis); `cfg.seed` is the first seed's number.
+    """
+    from mural_jax.checkpoint import Checkpointer
+
+    folder = os.path.join(run, method)
+    if not os.path.isdir(os.path.join(folder, "checkpoints")):
+        done = sorted(
+            d for d in os.listdir(run) if os.path.isdir(os.path.join(run, d, "checkpoints"))
+        )
+        raise SystemExit(
+            f"error: {run} has no {method}/checkpoints; allowed: a reproduction folder with one "
+            f"of {done or 'no method checkpointed yet'}"
+        )
+    base = config_lib.load_experiment(os.path.join(run, "config.json"))
+    cfg = config_lib.replace(base, {"method": method}).validate()
+    seeds = len([d for d in os.listdir(folder) if d.startswith("seed")])
+    trainer = make_train(cfg)
+    init, _ = trainer.compiled_seeds(seeds)
+    keys = jax.vmap(jax.random.PRNGKey)(cfg.seed + np.arange(seeds))
+    ckpt = Checkpointer(os.path.join(folder, "checkpoints"), keep=1, use_async=False)
+    state = ckpt.restore(jax.eval_shape(init, keys), cfg)
+    return cfg, trainer, state, seeds
+
+
+def read_rows(path: str, up_to: int) -> list[dict[str, float]]:
     """A seed's metrics.csv rows with env_steps <= `up_to`, as floats."""
     if not os.path.exists(path):
         return []

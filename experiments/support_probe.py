@@ -22,10 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.reproduce import load_latest
 from mural_jax import config as config_lib
-from mural_jax.checkpoint import Checkpointer
 from mural_jax.rewards import classifier, meta_nml
-from mural_jax.train import make_train
 
 # Points of the spiral maze (walls in mural_jax/envs/point_maze.py): inside the spiral, the
 # goal, and the outer corridors the agents visit.
@@ -59,15 +58,9 @@ def probe(
     reward move with meta-training alone, from the same state?
     """
     base = config_lib.load_experiment(os.path.join(run, "config.json"))
-    cfg = config_lib.replace(base, {"method": "mural"}).validate()
-    novel = dataclasses.replace(cfg.meta_nml, novel_query_fraction=novel_queries or 0.0)
+    novel = dataclasses.replace(base.meta_nml, novel_query_fraction=novel_queries or 0.0)
     novel.validate()  # before the (slow) restore
-    seeds = len([d for d in os.listdir(os.path.join(run, "mural")) if d.startswith("seed")])
-    trainer = make_train(cfg)
-    init, _ = trainer.compiled_seeds(seeds)
-    keys = jax.vmap(jax.random.PRNGKey)(cfg.seed + np.arange(seeds))
-    ckpt = Checkpointer(os.path.join(run, "mural", "checkpoints"), keep=1, use_async=False)
-    state = ckpt.restore(jax.eval_shape(init, keys), cfg)
+    cfg, trainer, state, seeds = load_latest(run, "mural")
     method = trainer.method
     if novel_queries is not None:
         method = dataclasses.replace(method, config=novel)

@@ -1,5 +1,6 @@
 """Reproduction runner: seeds vmapped, per-seed metrics, report with CIs, figures."""
 
+import csv
 import json
 import os
 
@@ -127,3 +128,20 @@ def test_support_probe_reads_a_reproduction_checkpoint(tmp_path):
     assert all(abs(a[2] - b[2]) > 1e-6 for a, b in zip(after, before, strict=True))
     with pytest.raises(config_lib.ConfigError, match="novel_query_fraction.*0 <= fraction <= 1"):
         probe(run, pts, draws=2, meta_epochs=1, novel_queries=1.5)
+    # Every seed's reward map at the checkpoint: its own state (the seeds' maps differ), its own
+    # eval success; a method the run did not checkpoint names the ones it did.
+    from experiments.heatmap import plot_runs, seed_maps
+
+    _, maps = seed_maps(run)
+    assert [(m[0], m[1]) for m in maps] == [(0, 200), (1, 200)]
+    for seed, _, (xs, ys, r), visited, examples, sr in maps:
+        assert r.shape == (len(ys), len(xs)) and np.all((r >= 0) & (r <= 1))
+        assert visited.shape[1] == 2 and examples.shape[1] == 2
+        with open(os.path.join(run, "mural", f"seed{seed}", "metrics.csv")) as f:
+            last = list(csv.DictReader(f))[-1]
+        assert sr == pytest.approx(float(last["eval/success_rate"]))
+    assert np.abs(maps[0][2][2] - maps[1][2][2]).max() > 1e-3
+    with pytest.raises(SystemExit, match="no vice/checkpoints.*'mural'"):
+        seed_maps(run, "vice")
+    plot_runs([run, run], str(tmp_path / "maps.png"))
+    assert os.path.getsize(tmp_path / "maps.png") > 1000
