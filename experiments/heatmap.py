@@ -136,8 +136,11 @@ def seed_maps(run: str, method: str = "mural") -> tuple:
     return trainer.task.layout.walls, maps
 
 
-def plot_runs(runs: list[str], out: str, method: str = "mural") -> None:
-    """Reproductions as rows, their seeds as columns, each at its latest checkpoint."""
+def plot_runs(runs: list[str], out: str, method: str = "mural") -> list:
+    """Reproductions as rows, their seeds as columns, each at its latest checkpoint.
+
+    Returns the maps drawn: `seed_maps(run, method)` for each run.
+    """
     rows = [seed_maps(run, method) for run in runs]
     fig, axes = _figure(len(rows), max(len(maps) for _, maps in rows))
     for ax in axes.ravel():
@@ -150,6 +153,7 @@ def plot_runs(runs: list[str], out: str, method: str = "mural") -> None:
             )
             im = _draw(axes[i, j], grid, visited, examples, walls, label)
     _save(fig, im, axes, out, f"{method.upper()} reward at the latest checkpoint")
+    return rows
 
 
 def main(argv=None) -> None:

@@ -132,7 +132,8 @@ def test_support_probe_reads_a_reproduction_checkpoint(tmp_path):
     # eval success; a method the run did not checkpoint names the ones it did.
     from experiments.heatmap import plot_runs, seed_maps
 
-    _, maps = seed_maps(run)
+    [(_, maps)] = plot_runs([run], str(tmp_path / "maps.png"))
+    assert os.path.getsize(tmp_path / "maps.png") > 1000
     assert [(m[0], m[1]) for m in maps] == [(0, 200), (1, 200)]
     for seed, _, (xs, ys, r), visited, examples, sr in maps:
         assert r.shape == (len(ys), len(xs)) and np.all((r >= 0) & (r <= 1))
@@ -143,5 +144,3 @@ def test_support_probe_reads_a_reproduction_checkpoint(tmp_path):
     assert np.abs(maps[0][2][2] - maps[1][2][2]).max() > 1e-3
     with pytest.raises(SystemExit, match="no vice/checkpoints.*'mural'"):
         seed_maps(run, "vice")
-    plot_runs([run, run], str(tmp_path / "maps.png"))
-    assert os.path.getsize(tmp_path / "maps.png") > 1000
