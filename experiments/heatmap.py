@@ -40,6 +40,13 @@ def reward_grid(trainer, state, reward_fn=None, n: int = 81):
     return xs, xs, np.asarray(r).reshape(n, n)
 
 
+def visited_sample(state, n: int = 2000) -> np.ndarray:
+    """Up to `n` visited states (next_obs) from one seed's replay; the same draw every call."""
+    size = int(state.replay.size)
+    idx = np.random.default_rng(0).choice(size, min(size, n), replace=False)
+    return np.asarray(state.replay.data.next_obs)[idx]
+
+
 def snapshots(cfg, at: list[int]):
     """Train `cfg` and collect (env_steps, reward grid, visited sample, success rate)."""
     trainer = make_train(cfg)
@@ -51,9 +58,7 @@ def snapshots(cfg, at: list[int]):
         state, metrics = run(state)
         steps = int(state.env_steps)
         if steps in at:
-            size = int(state.replay.size)
-            idx = np.random.default_rng(0).choice(size, min(size, 2000), replace=False)
-            visited = np.asarray(state.replay.data.next_obs)[idx]
+            visited = visited_sample(state)
             shots.append(
                 (
                     steps,
@@ -125,9 +130,7 @@ def seed_maps(run: str, method: str = "mural") -> tuple:
     for k in range(seeds):
         seed_state = jax.tree.map(lambda x, k=k: x[k], state)
         steps = int(seed_state.env_steps)
-        size = int(seed_state.replay.size)
-        idx = np.random.default_rng(0).choice(size, min(size, 2000), replace=False)
-        visited = np.asarray(seed_state.replay.data.next_obs)[idx]
+        visited = visited_sample(seed_state)
         rows = read_rows(os.path.join(run, method, f"seed{cfg.seed + k}", "metrics.csv"), steps)
         sr = rows[-1]["eval/success_rate"] if rows else float("nan")
         grid = reward_grid(trainer, seed_state, reward_fn)

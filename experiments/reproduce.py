@@ -190,11 +190,9 @@ def _load_snapshots(folder: str, at: list[int]) -> list:
 
 def _snapshot(trainer, state, metrics, reward_fn):
     """Seed 0's learned reward over the maze, a sample of visited states, eval success."""
-    from experiments.heatmap import reward_grid
+    from experiments.heatmap import reward_grid, visited_sample
 
-    size = int(state.replay.size)
-    idx = np.random.default_rng(0).choice(size, min(size, 2000), replace=False)
-    visited = np.asarray(state.replay.data.next_obs)[idx]
+    visited = visited_sample(state)
     sr = float(np.asarray(metrics["eval/success_rate"])[0])
     return int(state.env_steps), reward_grid(trainer, state, reward_fn), visited, sr
 
