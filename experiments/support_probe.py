@@ -48,6 +48,7 @@ def probe(
     inner_lr: float | None = None,
     meta_epochs: int = 0,
     novel_queries: float | None = None,
+    width: int | None = None,
 ):
     """Rows of (seed, point, p_init, cnml with pool, positives only, query alone).
 
@@ -56,6 +57,10 @@ def probe(
     `meta_epochs` first continues each seed's meta-training on its own replay for that many
     meta-epochs (with meta_nml.novel_query_fraction = `novel_queries` if given): how does the
     reward move with meta-training alone, from the same state?
+    `width` instead starts each seed's classifier afresh at hidden (width, width), with the
+    inner lr scaled by the run's width / `width` (the paper's 0.01 at 2048 is the CPU
+    configs' 0.16 at 128), and meta-trains it on the seed's frozen replay for `meta_epochs`:
+    would a wider classifier keep the never-visited interior optimistic?
     """
     base = config_lib.load_experiment(os.path.join(run, "config.json"))
     novel = dataclasses.replace(base.meta_nml, novel_query_fraction=novel_queries or 0.0)
@@ -64,6 +69,11 @@ def probe(
     method = trainer.method
     if novel_queries is not None:
         method = dataclasses.replace(method, config=novel)
+    if width is not None:
+        if width < 1 or not meta_epochs:
+            raise ValueError(f"width={width} needs width >= 1 and meta_epochs >= 1")
+        method, state = _widened(method, state, width, inner_lr)
+        inner_lr = None  # _widened has set the scaled (or given) rate
     if meta_epochs:
         epochs = jnp.asarray(meta_epochs, jnp.int32)
         update = jax.vmap(lambda rs, replay, k: method.update(rs, replay, k, epochs)[0])
@@ -98,6 +108,28 @@ def probe(
     return int(np.asarray(state.env_steps)[0]), rows
 
 
+def _widened(method, state, width: int, inner_lr: float | None):
+    """`method` at hidden (width, width) and `state` with fresh, untrained classifiers."""
+    ccfg, mcfg = method.classifier_config, method.config
+    if inner_lr is None:
+        inner_lr = mcfg.inner_lr * ccfg.hidden[0] / width
+    method = dataclasses.replace(
+        method,
+        classifier_config=dataclasses.replace(ccfg, hidden=(width,) * len(ccfg.hidden)),
+        config=dataclasses.replace(mcfg, inner_lr=inner_lr),
+    )
+    seeds, d = state.reward.success_features.shape[0], state.reward.success_features.shape[-1]
+    params = jax.vmap(lambda k: classifier.init(k, d, method.classifier_config.hidden))(
+        jax.vmap(jax.random.PRNGKey)(np.arange(seeds) + 1000)
+    )
+    reward = state.reward.replace(
+        params=params,
+        opt_state=jax.vmap(method.optimizer.init)(params),
+        meta_epochs=jnp.zeros_like(state.reward.meta_epochs),
+    )
+    return method, state.replace(reward=reward)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", help="a reproduction folder with mural/checkpoints (spiral_maze)")
@@ -112,15 +144,24 @@ def main(argv=None) -> None:
         "--novel-queries", type=float, default=None,
         help="meta_nml.novel_query_fraction for --meta-epochs (default: the run's)",
     )  # fmt: skip
+    p.add_argument(
+        "--width", type=int, default=None,
+        help="start the classifier afresh at this width and meta-train it for --meta-epochs",
+    )  # fmt: skip
     args = p.parse_args(argv)
     steps, rows = probe(
         args.run,
         inner_lr=args.inner_lr,
         meta_epochs=args.meta_epochs,
         novel_queries=args.novel_queries,
+        width=args.width,
     )
     lr = "the run's inner lr" if args.inner_lr is None else f"inner lr {args.inner_lr}"
+    if args.width is not None and args.inner_lr is None:
+        lr = "the run's inner lr x run width / width"
     more = f", then {args.meta_epochs} meta-epochs" if args.meta_epochs else ""
+    if args.width is not None:
+        more = f", a fresh width-{args.width} classifier meta-trained {args.meta_epochs} epochs"
     if args.meta_epochs and args.novel_queries is not None:
         more += f" with novel_query_fraction {args.novel_queries}"
     print(f"{args.run}, checkpoint at env step {steps}{more}, {lr}")

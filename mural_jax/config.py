@@ -126,6 +126,12 @@ class MetaNMLConfig:
     #: CNML adapts to any query, novel ones included (docs/results.md, the spiral).
     novel_query_fraction: float = 0.0
     novel_query_scale: float = 1.0
+    #: Departure from the original (default 0 = never): every this many meta-epochs, start the
+    #: initialisation afresh and meta-train it classifier.initial_epochs on the current replay
+    #: (those catch-up epochs are not counted in meta_epochs). A long-trained init drifts to
+    #: near-certain logits that one step cannot move, and loses CNML's 0.5 on novel states; a
+    #: fresh one keeps it (docs/results.md, the spiral).
+    reinit_every: int = 0
     #: Second-order MAML gradient through the inner step (original: yes).
     second_order: bool = True
     #: Queries sharing one random support draw and one memory chunk at inference.
@@ -145,6 +151,7 @@ class MetaNMLConfig:
         _check(
             "meta_nml.novel_query_scale", self.novel_query_scale, self.novel_query_scale > 0, "> 0"
         )
+        _check("meta_nml.reinit_every", self.reinit_every, self.reinit_every >= 0, "integer >= 0")
         for name in ("tasks_per_epoch", "tasks_per_step", "num_query_points", "inference_chunk"):
             v = getattr(self, name)
             _check(f"meta_nml.{name}", v, v >= 1, "integer >= 1")

@@ -264,3 +264,40 @@ def test_meta_training_queries_novel_fraction(toy, balanced):
         assert on_data(novel[:32], np.asarray(state.success_features)).all()
     # Moved by noise of novel_query_scale (1.0): a typical distance near sqrt(2).
     assert 0.5 < np.median(np.linalg.norm(novel[moved] - plain[moved], axis=1)) < 2.5
+
+
+def test_reinit_every_starts_the_initialisation_afresh(toy):
+    """reinit_every: an update reaching a multiple of it forgets the old initialisation (the
+    result does not depend on it) and runs initial_epochs uncounted catch-up epochs; other
+    updates are the plain ones, compiled once for both."""
+    import dataclasses
+
+    mural = dataclasses.replace(
+        toy["mural"], config=dataclasses.replace(toy["mural"].config, reinit_every=4)
+    )
+    update = jax.jit(mural.update)
+    buf, key = toy["buf"], jax.random.PRNGKey(7)
+    trained = toy["state"].replace(meta_epochs=jnp.asarray(63, jnp.int32))  # next: 64 = 16 x 4
+    other = trained.replace(params=toy["state0"].params, opt_state=toy["state0"].opt_state)
+
+    # Crossing 64: the same result from either initialisation, and 1 counted epoch.
+    a, info = update(trained, buf, key, 1)
+    b, _ = update(other, buf, key, 1)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert int(a.meta_epochs) == 64 and float(info["meta_epochs"]) == 64
+    # It is not the plain update: that one continues from the old initialisation.
+    plain, _ = jax.jit(toy["mural"].update)(trained, buf, key, 1)
+    assert not np.allclose(np.asarray(a.params[0]["w"]), np.asarray(plain.params[0]["w"]))
+    # The fresh init after its catch-up epochs is CNML-optimistic where unexplored.
+    r = np.asarray(mural.reward(a, None, QUERIES, jax.random.PRNGKey(4)))
+    assert r[0] > 0.8 and r[1] < 0.2 and abs(r[2] - 0.5) < 0.1, r
+
+    # Not crossing (65 -> 66): the plain update, and the old initialisation matters.
+    s65 = trained.replace(meta_epochs=jnp.asarray(65, jnp.int32))
+    c, _ = update(s65, buf, key, 1)
+    d, _ = jax.jit(toy["mural"].update)(s65, buf, key, 1)
+    for x, y in zip(jax.tree.leaves(c), jax.tree.leaves(d), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+    assert int(c.meta_epochs) == 66
+    assert update._cache_size() == 1

@@ -148,6 +148,9 @@ def cnml_log_likelihoods(
     return logp[:, 0, 1], logp[:, 1, 0]
 
 
+#: fold_in data for a re-initialisation's key (meta-epoch i uses fold_in(rng, i)).
+_REINIT_STREAM = 0x5EED
+
 # -- The reward method ------------------------------------------------------------------------
 
 
@@ -345,11 +348,35 @@ class MetaNML:
         return state, losses.mean()
 
     def update(self, state, replay, rng, epochs):
-        """Run `epochs` meta-epochs (a traced count: 0 on most RL iterations)."""
+        """Run `epochs` meta-epochs (a traced count: 0 on most RL iterations).
+
+        With reinit_every, an update that reaches a multiple of it first replaces the
+        initialisation and its Adam state by fresh ones and runs classifier.initial_epochs
+        more meta-epochs, which meta_epochs does not count.
+        """
+        catch_up = jnp.zeros((), jnp.int32)
+        if self.config.reinit_every:
+            every, done = self.config.reinit_every, state.meta_epochs
+            due = (done > 0) & ((done + epochs) // every > done // every)
+            fresh = classifier.init(
+                jax.random.fold_in(rng, _REINIT_STREAM),
+                state.success_features.shape[-1],
+                self.classifier_config.hidden,
+            )
+
+            def keep_or_fresh(new, old):
+                return jax.tree.map(lambda a, b: jnp.where(due, a, b), new, old)
+
+            state = state.replace(
+                params=keep_or_fresh(fresh, state.params),
+                opt_state=keep_or_fresh(self.optimizer.init(fresh), state.opt_state),
+            )
+            catch_up = jnp.where(due, self.classifier_config.initial_epochs, 0)
 
         def body(i, carry):
             s, _ = carry
             return self.meta_epoch(s, replay, jax.random.fold_in(rng, i))
 
-        state, loss = jax.lax.fori_loop(0, epochs, body, (state, jnp.full((), jnp.nan)))
+        state, loss = jax.lax.fori_loop(0, epochs + catch_up, body, (state, jnp.full((), jnp.nan)))
+        state = state.replace(meta_epochs=state.meta_epochs - catch_up)
         return state, {"meta_loss": loss, "meta_epochs": state.meta_epochs.astype(jnp.float32)}
