@@ -49,6 +49,8 @@ def probe(
     meta_epochs: int = 0,
     novel_queries: float | None = None,
     width: int | None = None,
+    history: bool = False,
+    reinit_every: int | None = None,
 ):
     """Rows of (seed, point, p_init, cnml with pool, positives only, query alone).
 
@@ -61,19 +63,29 @@ def probe(
     inner lr scaled by the run's width / `width` (the paper's 0.01 at 2048 is the CPU
     configs' 0.16 at 128), and meta-trains it on the seed's frozen replay for `meta_epochs`:
     would a wider classifier keep the never-visited interior optimistic?
+    `history` starts each seed's classifier afresh (at `width` if given) and meta-trains it
+    along the run's own schedule, each meta-epoch on the replay as it was at that env step
+    (the buffer is in insertion order): does the run's replay history alone explain its
+    classifier? `reinit_every` sets meta_nml.reinit_every for all of this meta-training.
     """
     base = config_lib.load_experiment(os.path.join(run, "config.json"))
-    novel = dataclasses.replace(base.meta_nml, novel_query_fraction=novel_queries or 0.0)
-    novel.validate()  # before the (slow) restore
+    overrides = {}
+    if novel_queries is not None:
+        overrides["novel_query_fraction"] = novel_queries
+    if reinit_every is not None:
+        overrides["reinit_every"] = reinit_every
+    dataclasses.replace(base.meta_nml, **overrides).validate()  # before the (slow) restore
+    if width is not None and (width < 1 or not (meta_epochs or history)):
+        raise ValueError(f"width={width} needs width >= 1 and meta_epochs >= 1 or history")
     cfg, trainer, state, seeds = load_latest(run, "mural")
     method = trainer.method
-    if novel_queries is not None:
-        method = dataclasses.replace(method, config=novel)
-    if width is not None:
-        if width < 1 or not meta_epochs:
-            raise ValueError(f"width={width} needs width >= 1 and meta_epochs >= 1")
-        method, state = _widened(method, state, width, inner_lr)
+    method = dataclasses.replace(method, config=dataclasses.replace(method.config, **overrides))
+    if width is not None or history:
+        w = method.classifier_config.hidden[0] if width is None else width
+        method, state = _widened(method, state, w, inner_lr)
         inner_lr = None  # _widened has set the scaled (or given) rate
+    if history:
+        state = _replay_history(cfg, method, state, seeds)
     if meta_epochs:
         epochs = jnp.asarray(meta_epochs, jnp.int32)
         update = jax.vmap(lambda rs, replay, k: method.update(rs, replay, k, epochs)[0])
@@ -130,6 +142,30 @@ def _widened(method, state, width: int, inner_lr: float | None):
     return method, state.replace(reward=reward)
 
 
+def _replay_history(cfg, method, state, seeds: int):
+    """Meta-train every seed's classifier on the run's schedule (initial epochs once the random
+    steps are in, then epochs_per_update every update_every env steps up to the checkpoint),
+    each time on the replay truncated to the transitions it held then."""
+    ccfg = cfg.classifier
+    start = max(cfg.random_steps, cfg.num_envs)
+    end = int(np.asarray(state.env_steps)[0])
+    ts = jnp.arange((start // ccfg.update_every + 1) * ccfg.update_every, end + 1,
+                    ccfg.update_every, dtype=jnp.int32)  # fmt: skip
+
+    def one(rs, replay, key):
+        at = lambda t: replay.replace(size=jnp.minimum(t, replay.size))  # noqa: E731
+        rs, _ = method.update(rs, at(start), key, jnp.int32(ccfg.initial_epochs))
+
+        def body(rs, t):
+            k = jax.random.fold_in(key, t)
+            return method.update(rs, at(t), k, jnp.int32(ccfg.epochs_per_update))[0], None
+
+        return jax.lax.scan(body, rs, ts)[0]
+
+    keys = jax.vmap(jax.random.PRNGKey)(np.arange(seeds) + 2000)
+    return state.replace(reward=jax.jit(jax.vmap(one))(state.reward, state.replay, keys))
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", help="a reproduction folder with mural/checkpoints (spiral_maze)")
@@ -148,6 +184,14 @@ def main(argv=None) -> None:
         "--width", type=int, default=None,
         help="start the classifier afresh at this width and meta-train it for --meta-epochs",
     )  # fmt: skip
+    p.add_argument(
+        "--history", action="store_true",
+        help="a fresh classifier meta-trained on the run's schedule over its replay history",
+    )  # fmt: skip
+    p.add_argument(
+        "--reinit-every", type=int, default=None,
+        help="meta_nml.reinit_every for the probe's meta-training (default: the run's)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     steps, rows = probe(
         args.run,
@@ -155,13 +199,21 @@ def main(argv=None) -> None:
         meta_epochs=args.meta_epochs,
         novel_queries=args.novel_queries,
         width=args.width,
+        history=args.history,
+        reinit_every=args.reinit_every,
     )
     lr = "the run's inner lr" if args.inner_lr is None else f"inner lr {args.inner_lr}"
     if args.width is not None and args.inner_lr is None:
         lr = "the run's inner lr x run width / width"
     more = f", then {args.meta_epochs} meta-epochs" if args.meta_epochs else ""
-    if args.width is not None:
-        more = f", a fresh width-{args.width} classifier meta-trained {args.meta_epochs} epochs"
+    if args.width is not None or args.history:
+        w = "" if args.width is None else f" width-{args.width}"
+        how = "along the run's replay history" if args.history else "on the frozen replay"
+        more = f", a fresh{w} classifier meta-trained {how}"
+        if args.meta_epochs:
+            more += f", then {args.meta_epochs} meta-epochs"
+    if args.reinit_every is not None:
+        more += f" (reinit_every {args.reinit_every})"
     if args.meta_epochs and args.novel_queries is not None:
         more += f" with novel_query_fraction {args.novel_queries}"
     print(f"{args.run}, checkpoint at env step {steps}{more}, {lr}")
