@@ -128,6 +128,21 @@ def test_support_probe_reads_a_reproduction_checkpoint(tmp_path):
     assert all(abs(a[2] - b[2]) > 1e-6 for a, b in zip(after, before, strict=True))
     with pytest.raises(config_lib.ConfigError, match="novel_query_fraction.*0 <= fraction <= 1"):
         probe(run, pts, draws=2, meta_epochs=1, novel_queries=1.5)
+    with pytest.raises(ValueError, match="width=8 needs"):
+        probe(run, pts, width=8)  # a fresh classifier needs meta-training of some kind
+    # --history: a fresh classifier meta-trained on the run's schedule over its replay history
+    # does as many meta-epochs as the run did; --width scales the inner lr by width.
+    from experiments.reproduce import load_latest
+    from experiments.support_probe import _replay_history, _widened
+
+    cfg, trainer, state, seeds = load_latest(run, "mural")
+    method, fresh = _widened(trainer.method, state, 16, None)
+    assert int(np.asarray(fresh.reward.meta_epochs).max()) == 0
+    hist = _replay_history(cfg, method, fresh, seeds)
+    np.testing.assert_array_equal(hist.reward.meta_epochs, state.reward.meta_epochs)
+    assert _widened(trainer.method, state, 32, None)[0].config.inner_lr == pytest.approx(
+        trainer.method.config.inner_lr / 2
+    )
     # Every seed's reward map at the checkpoint: its own state (the seeds' maps differ), its own
     # eval success; a method the run did not checkpoint names the ones it did.
     from experiments.heatmap import plot_runs, seed_maps
