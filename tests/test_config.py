@@ -109,6 +109,7 @@ def test_sac_gamma_and_tau():
         ("classifier.update_every", 0, ("classifier.update_every=0", "num_envs")),
         ("meta_nml.support_size", 1, ("meta_nml.support_size", ">= 2")),
         ("meta_nml.inner_lr", 0.0, ("meta_nml.inner_lr", "> 0")),
+        ("meta_nml.reinit_every", -1, ("meta_nml.reinit_every", "-1", ">= 0")),
     ],
 )
 def test_section_ranges(key, value, fragments):
