@@ -10,6 +10,9 @@ the query alone (a support of one point at zero kernel weight).
 
 If the pool and query-alone columns agree at a never-visited point, the visited states in the
 support are not what sets its reward there; the one adaptation step from the initialisation is.
+The options then ask where that initialisation comes from: continue its meta-training
+(--meta-epochs), start one afresh (--width), or replay the run's meta-training over its replay
+history from a fresh one (--history), with or without --reinit-every.
 """
 
 from __future__ import annotations
@@ -169,28 +172,17 @@ def _replay_history(cfg, method, state, seeds: int):
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", help="a reproduction folder with mural/checkpoints (spiral_maze)")
-    p.add_argument(
-        "--inner-lr", type=float, default=None, help="read with this inner lr (default: the run's)"
-    )
-    p.add_argument(
-        "--meta-epochs", type=int, default=0,
-        help="first continue meta-training on each seed's replay for this many meta-epochs",
-    )  # fmt: skip
-    p.add_argument(
-        "--novel-queries", type=float, default=None,
-        help="meta_nml.novel_query_fraction for --meta-epochs (default: the run's)",
-    )  # fmt: skip
-    p.add_argument(
-        "--width", type=int, default=None,
-        help="start the classifier afresh at this width and meta-train it for --meta-epochs",
-    )  # fmt: skip
+    for flag, kind, default, text in (
+        ("--inner-lr", float, None, "read with this inner lr (default: the run's)"),
+        ("--meta-epochs", int, 0, "first continue meta-training for this many meta-epochs"),
+        ("--novel-queries", float, None, "meta_nml.novel_query_fraction for that meta-training"),
+        ("--width", int, None, "start the classifier afresh at this width (needs meta-training)"),
+        ("--reinit-every", int, None, "meta_nml.reinit_every for the probe's meta-training"),
+    ):
+        p.add_argument(flag, type=kind, default=default, help=text)
     p.add_argument(
         "--history", action="store_true",
         help="a fresh classifier meta-trained on the run's schedule over its replay history",
-    )  # fmt: skip
-    p.add_argument(
-        "--reinit-every", type=int, default=None,
-        help="meta_nml.reinit_every for the probe's meta-training (default: the run's)",
     )  # fmt: skip
     args = p.parse_args(argv)
     steps, rows = probe(
