@@ -59,8 +59,10 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format mural_jax tests experiments benchmarks
 	$(VENV)/bin/ruff check --fix mural_jax tests experiments benchmarks
 
+# TEST_WORKERS pytest-xdist processes, each running whole files (module fixtures built once).
+TEST_WORKERS ?= 2
 test: lint
-	JAX_PLATFORMS=cpu $(PY) -m pytest -q tests
+	JAX_PLATFORMS=cpu $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run $(ARGS)
