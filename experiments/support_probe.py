@@ -124,7 +124,8 @@ def probe(
 
 
 def _widened(method, state, width: int, inner_lr: float | None):
-    """`method` at hidden (width, width) and `state` with fresh, untrained classifiers."""
+    """`method` with every hidden layer at `width` (inner lr scaled unless given) and `state`
+    with fresh, untrained classifiers (meta_epochs 0)."""
     ccfg, mcfg = method.classifier_config, method.config
     if inner_lr is None:
         inner_lr = mcfg.inner_lr * ccfg.hidden[0] / width
@@ -156,7 +157,9 @@ def _replay_history(cfg, method, state, seeds: int):
                     ccfg.update_every, dtype=jnp.int32)  # fmt: skip
 
     def one(rs, replay, key):
-        at = lambda t: replay.replace(size=jnp.minimum(t, replay.size))  # noqa: E731
+        def at(t):  # the replay as it was at env step t (one transition per env step)
+            return replay.replace(size=jnp.minimum(t, replay.size))
+
         rs, _ = method.update(rs, at(start), key, jnp.int32(ccfg.initial_epochs))
 
         def body(rs, t):
