@@ -300,4 +300,8 @@ def test_reinit_every_starts_the_initialisation_afresh(toy):
     for x, y in zip(jax.tree.leaves(c), jax.tree.leaves(d), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
     assert int(c.meta_epochs) == 66
+    # No meta-training on this iteration (epochs 0, even at a multiple): nothing changes.
+    e, _ = update(a, buf, key, 0)
+    for x, y in zip(jax.tree.leaves(e), jax.tree.leaves(a), strict=True):
+        np.testing.assert_array_equal(x, y)
     assert update._cache_size() == 1

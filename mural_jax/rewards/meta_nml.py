@@ -251,6 +251,14 @@ class MetaNML:
 
     # -- meta-training --
 
+    def _fresh(self, state: MetaNMLState, rng: jax.Array) -> MetaNMLState:
+        """`state` with a new initialisation and Adam state (reinit_every)."""
+        feats = state.success_features
+        params = classifier.init(
+            jax.random.fold_in(rng, _REINIT_STREAM), feats.shape[-1], self.classifier_config.hidden
+        )
+        return state.replace(params=params, opt_state=self.optimizer.init(params))
+
     def task_loss(self, params, q, y, sup_x, sup_y, outer_x, outer_y):
         """Outer (meta) loss of task (q, y): adapt on the support, evaluate on the outer set."""
         cfg = self.config
@@ -352,31 +360,22 @@ class MetaNML:
 
         With reinit_every, an update that reaches a multiple of it first replaces the
         initialisation and its Adam state by fresh ones and runs classifier.initial_epochs
-        more meta-epochs, which meta_epochs does not count.
+        more meta-epochs, which meta_epochs does not count. The replacement happens inside the
+        first meta-epoch, so iterations that do not meta-train pay nothing for it.
         """
-        catch_up = jnp.zeros((), jnp.int32)
-        if self.config.reinit_every:
-            every, done = self.config.reinit_every, state.meta_epochs
+        every, catch_up = self.config.reinit_every, 0
+        if every:
+            done = state.meta_epochs
             due = (done > 0) & ((done + epochs) // every > done // every)
-            fresh = classifier.init(
-                jax.random.fold_in(rng, _REINIT_STREAM),
-                state.success_features.shape[-1],
-                self.classifier_config.hidden,
-            )
-
-            def keep_or_fresh(new, old):
-                return jax.tree.map(lambda a, b: jnp.where(due, a, b), new, old)
-
-            state = state.replace(
-                params=keep_or_fresh(fresh, state.params),
-                opt_state=keep_or_fresh(self.optimizer.init(fresh), state.opt_state),
-            )
             catch_up = jnp.where(due, self.classifier_config.initial_epochs, 0)
 
         def body(i, carry):
             s, _ = carry
+            if every:
+                s = jax.lax.cond(due & (i == 0), lambda s: self._fresh(s, rng), lambda s: s, s)
             return self.meta_epoch(s, replay, jax.random.fold_in(rng, i))
 
         state, loss = jax.lax.fori_loop(0, epochs + catch_up, body, (state, jnp.full((), jnp.nan)))
-        state = state.replace(meta_epochs=state.meta_epochs - catch_up)
+        if every:
+            state = state.replace(meta_epochs=state.meta_epochs - catch_up)
         return state, {"meta_loss": loss, "meta_epochs": state.meta_epochs.astype(jnp.float32)}
