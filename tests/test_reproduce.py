@@ -4,6 +4,8 @@ import csv
 import json
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -150,8 +152,8 @@ def test_support_probe_reads_a_reproduction_checkpoint(tmp_path):
     [(_, maps)] = plot_runs([run], str(tmp_path / "maps.png"))
     assert os.path.getsize(tmp_path / "maps.png") > 1000
     assert [(m[0], m[1]) for m in maps] == [(0, 200), (1, 200)]
-    for seed, _, (xs, ys, r), visited, examples, sr in maps:
-        assert r.shape == (len(ys), len(xs)) and np.all((r >= 0) & (r <= 1))
+    for seed, _, (xs, ys, r), visited, examples, sr, arrows in maps:
+        assert r.shape == (len(ys), len(xs)) and np.all((r >= 0) & (r <= 1)) and arrows is None
         assert visited.shape[1] == 2 and examples.shape[1] == 2
         with open(os.path.join(run, "mural", f"seed{seed}", "metrics.csv")) as f:
             last = list(csv.DictReader(f))[-1]
@@ -159,3 +161,15 @@ def test_support_probe_reads_a_reproduction_checkpoint(tmp_path):
     assert np.abs(maps[0][2][2] - maps[1][2][2]).max() > 1e-3
     with pytest.raises(SystemExit, match="no vice/checkpoints.*'mural'"):
         seed_maps(run, "vice")
+    # --value: the critic's min twin Q at the policy's mode action, at each seed's own state,
+    # with the mode action as arrows.
+    [(_, vmaps)] = plot_runs([run], str(tmp_path / "values.png"), value=True)
+    assert os.path.getsize(tmp_path / "values.png") > 1000
+    seed_state = jax.tree.map(lambda x: x[1], state)
+    (xs, ys, v), (gx, gy, ax, ay) = vmaps[1][2], vmaps[1][6]
+    pts = jnp.array([[xs[3], ys[70]], [gx[2, 5], gy[2, 5]]], jnp.float32)
+    act = trainer.agent.act(seed_state.sac, pts, None)
+    q = trainer.agent.nets.q.apply(seed_state.sac.q_params, pts, act)
+    np.testing.assert_allclose(v[70, 3], q[0].min(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([ax[2, 5], ay[2, 5]], act[1], rtol=1e-5, atol=1e-6)
+    assert np.abs(vmaps[0][2][2] - v).max() > 1e-6
