@@ -30,15 +30,20 @@ from mural_jax import config as config_lib
 from mural_jax.train import make_train
 
 
+def _grid(trainer, n: int, inset: bool = False):
+    """An n x n grid over the arena: (xs, points (n * n, 2)); `inset` leaves out the border."""
+    lo, hi = trainer.task.layout.bounds
+    xs = np.linspace(lo, hi, n + 2)[1:-1] if inset else np.linspace(lo, hi, n)
+    gx, gy = np.meshgrid(xs, xs)
+    return xs, jnp.asarray(np.stack([gx.ravel(), gy.ravel()], -1), jnp.float32)
+
+
 def reward_grid(trainer, state, reward_fn=None, n: int = 81):
     """Learned reward on an n x n grid over the arena: (xs, ys, r[y, x]).
 
     Pass `reward_fn = jax.jit(trainer.method.reward)` when calling repeatedly (compiled once).
     """
-    lo, hi = trainer.task.layout.bounds
-    xs = np.linspace(lo, hi, n)
-    gx, gy = np.meshgrid(xs, xs)
-    pts = jnp.asarray(np.stack([gx.ravel(), gy.ravel()], -1), jnp.float32)
+    xs, pts = _grid(trainer, n)
     reward_fn = reward_fn or jax.jit(trainer.method.reward)
     r = reward_fn(state.reward, pts, pts, jax.random.PRNGKey(0))
     return xs, xs, np.asarray(r).reshape(n, n)
@@ -46,10 +51,7 @@ def reward_grid(trainer, state, reward_fn=None, n: int = 81):
 
 def value_grid(trainer, state, n: int = 81):
     """SAC critic's value on an n x n grid: (xs, ys, v[y, x]), v = min_i Q_i(s, mode action)."""
-    lo, hi = trainer.task.layout.bounds
-    xs = np.linspace(lo, hi, n)
-    gx, gy = np.meshgrid(xs, xs)
-    pts = jnp.asarray(np.stack([gx.ravel(), gy.ravel()], -1), jnp.float32)
+    xs, pts = _grid(trainer, n)
     agent = trainer.agent
     action = agent.act(state.sac, pts, None)
     v = agent.nets.q.apply(state.sac.q_params, pts, action).min(-1)
@@ -58,12 +60,9 @@ def value_grid(trainer, state, n: int = 81):
 
 def policy_arrows(trainer, state, n: int = 17):
     """The policy's mode action on a coarse n x n grid: (x, y, ax, ay), each of shape (n, n)."""
-    lo, hi = trainer.task.layout.bounds
-    xs = np.linspace(lo, hi, n + 2)[1:-1]
-    gx, gy = np.meshgrid(xs, xs)
-    pts = jnp.asarray(np.stack([gx.ravel(), gy.ravel()], -1), jnp.float32)
-    a = np.asarray(trainer.agent.act(state.sac, pts, None))
-    return gx, gy, a[:, 0].reshape(n, n), a[:, 1].reshape(n, n)
+    _, pts = _grid(trainer, n, inset=True)
+    p, a = np.asarray(pts).reshape(n, n, 2), np.asarray(trainer.agent.act(state.sac, pts, None))
+    return p[..., 0], p[..., 1], a[:, 0].reshape(n, n), a[:, 1].reshape(n, n)
 
 
 def visited_sample(state, n: int = 2000) -> np.ndarray:
