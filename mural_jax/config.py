@@ -39,6 +39,13 @@ class SACConfig:
     #: Entropy target; None means the usual automatic target -action_size.
     target_entropy: float | None = None
     reward_scale: float = 1.0
+    #: Random Fourier features of the observation for the policy and both critics (0 = off,
+    #: the paper: the networks see raw observations). With n > 0 each network first maps the
+    #: observation to [sin, cos](2 pi B obs), B fixed at init with entries ~ N(0, scale^2), so an
+    #: MLP on xy can represent values that jump across a thin wall (a departure; see README).
+    fourier_features: int = 0
+    #: Standard deviation of the frequencies in B, in cycles per observation unit.
+    fourier_scale: float = 0.5
 
     def validate(self) -> None:
         _check("sac.hidden", self.hidden, len(self.hidden) >= 1, "one or more widths >= 1")
@@ -49,6 +56,13 @@ class SACConfig:
         _check("sac.batch_size", self.batch_size, self.batch_size >= 1, "integer >= 1")
         _check("sac.init_alpha", self.init_alpha, self.init_alpha > 0, "> 0")
         _check("sac.reward_scale", self.reward_scale, self.reward_scale > 0, "> 0")
+        _check(
+            "sac.fourier_features",
+            self.fourier_features,
+            isinstance(self.fourier_features, int) and self.fourier_features >= 0,
+            "integer >= 0 (0 = raw observations)",
+        )
+        _check("sac.fourier_scale", self.fourier_scale, self.fourier_scale > 0, "> 0")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 from brax.envs.base import State
 
 from mural_jax.envs import MazeLayout, PointMaze, list_envs, make_env
-from mural_jax.envs.point_maze import SPIRAL, ZIGZAG
+from mural_jax.envs.point_maze import SPIRAL, ZIGZAG, inside_any
 
 NAMES = ("zigzag_maze", "spiral_maze")
 TOL = 1e-5  # how far "strictly inside" a box a point must be to count as a violation
@@ -590,7 +590,28 @@ def test_layout_rejects_start_inside_wall():
     with pytest.raises(ValueError) as info:
         dataclasses.replace(ZIGZAG, start=(-4 / 3 + 0.1, 0.0))
     msg = str(info.value)
-    assert "start" in msg and str((-4 / 3 + 0.1, 0.0)) in msg
+    assert "start" in msg and str((-4 / 3 + 0.1, 0.0)) in msg and "start_in_wall" in msg
+
+
+def test_original_spiral_start_leaves_its_wall_on_either_side_and_never_reenters():
+    """The original's start lies inside the first wall's box; its rule (and ours) blocks only
+    entry into a box, so one step up reaches the inner corridor and the goal is ~9 units away."""
+    orig = PointMaze(make_env("spiral_maze_original").layout, reward="dense")
+    start = jnp.asarray(orig.layout.start)
+    assert inside_any(np.asarray(start, np.float64), orig.layout.boxes())
+    up = orig.move(start, jnp.array([0.0, 1.0]))
+    down = orig.move(start, jnp.array([0.0, -1.0]))
+    np.testing.assert_allclose(up, [-3.0, -2.5], atol=1e-6)
+    np.testing.assert_allclose(down, [-3.0, -3.5], atol=1e-6)
+    # From outside, the box blocks again: back down stops at its top face, back up at its bottom.
+    np.testing.assert_allclose(orig.move(up, jnp.array([0.0, -1.0])), [-3.0, -2.85], atol=1e-6)
+    np.testing.assert_allclose(orig.move(down, jnp.array([0.0, 1.0])), [-3.0, -3.15], atol=1e-6)
+    # The oracle knows the short way: the start is ~7 units from the goal, not the full
+    # spiral's ~27, and in-wall states get the distance of the nearest way out (finite).
+    assert 6.5 < orig._start_distance < 8.0
+    assert make_env("spiral_maze", reward="dense")._start_distance > 25.0
+    near_start = orig.geodesic_distance(jnp.array([-2.0, -3.02]))
+    assert np.isfinite(float(near_start)) and float(near_start) < 8.0
 
 
 def test_layout_rejects_goal_outside_bounds():

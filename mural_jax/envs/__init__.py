@@ -9,11 +9,12 @@ from mural_jax.envs.base import Task
 from mural_jax.envs.custom import TaskError, is_custom_spec, load_maze, make_custom
 from mural_jax.envs.hand import DexterousHand, make_dexterous_hand
 from mural_jax.envs.manipulation import ManipulationTask, make_door, make_pick, make_push
-from mural_jax.envs.point_maze import SPIRAL, ZIGZAG, MazeLayout, PointMaze
+from mural_jax.envs.point_maze import SPIRAL, SPIRAL_ORIGINAL, ZIGZAG, MazeLayout, PointMaze
 
 _REGISTRY: dict[str, Callable[..., Task]] = {
     "zigzag_maze": lambda **kw: PointMaze(ZIGZAG, **kw),
     "spiral_maze": lambda **kw: PointMaze(SPIRAL, **kw),
+    "spiral_maze_original": lambda **kw: PointMaze(SPIRAL_ORIGINAL, **kw),
     "ant_maze": lambda **kw: AntMaze(ONE_WALL, **kw),
     "ant_u_maze": lambda **kw: AntMaze(U_MAZE, **kw),
     "dexterous_hand": make_dexterous_hand,

@@ -42,6 +42,9 @@ class MazeLayout:
     success_example_tolerance: float = 0.05
     #: Grid spacing of the shortest-path (oracle) distance field.
     grid_spacing: float = 0.05
+    #: Allow the start inside an inflated wall, as in the original spiral. Collisions block only
+    #: entry into a box, so the point leaves such a box on any side and never re-enters it.
+    start_in_wall: bool = False
 
     def __post_init__(self):
         for w in self.walls:
@@ -54,8 +57,13 @@ class MazeLayout:
             p = getattr(self, name)
             if not all(lo <= c <= hi for c in p):
                 raise ValueError(f"{name} {p} lies outside the arena {self.bounds}")
+            if name == "start" and self.start_in_wall:
+                continue
             if inside_any(np.asarray(p, np.float64), self.boxes()):
-                raise ValueError(f"{name} {p} lies inside an (inflated) wall")
+                raise ValueError(
+                    f"{name} {p} lies inside an (inflated) wall"
+                    + (" (start_in_wall=True allows that for the start)" if name == "start" else "")
+                )
 
     def boxes(self) -> np.ndarray:
         """Walls inflated by the point radius: (W, 4) rows of (xmin, xmax, ymin, ymax)."""
@@ -128,8 +136,38 @@ def move(pos: jax.Array, delta: jax.Array, boxes: jax.Array) -> jax.Array:
 
 
 def geodesic_field(layout: MazeLayout) -> np.ndarray:
-    """Shortest-path distance to the goal around the maze's (inflated) walls on a grid."""
-    return shortest_path_field(layout.boxes(), layout.bounds, layout.goal, layout.grid_spacing)
+    """Shortest-path distance to the goal around the maze's (inflated) walls on a grid.
+
+    With `start_in_wall`, the nodes inside the boxes holding the start (the only in-wall states
+    the point can occupy) get the distance of the nearest way straight out of the box.
+    """
+    h = layout.grid_spacing
+    field = shortest_path_field(layout.boxes(), layout.bounds, layout.goal, h)
+    if not layout.start_in_wall:
+        return field
+    lo = layout.bounds[0]
+    n = field.shape[0]
+    xs = lo + h * np.arange(n)
+    start = np.asarray(layout.start, np.float64)
+    for x0, x1, y0, y1 in layout.boxes():
+        if not (x0 < start[0] < x1 and y0 < start[1] < y1):
+            continue
+        inside = np.flatnonzero((xs > x0) & (xs < x1)), np.flatnonzero((xs > y0) & (xs < y1))
+        filled = field.copy()
+        for i in inside[0]:
+            for j in inside[1]:
+                best = np.inf
+                for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                    k = 1
+                    while 0 <= i + k * di < n and 0 <= j + k * dj < n:
+                        v = field[i + k * di, j + k * dj]
+                        if np.isfinite(v):
+                            best = min(best, v + k * h)
+                            break
+                        k += 1
+                filled[i, j] = best
+        field = filled
+    return field
 
 
 def shortest_path_field(
@@ -307,17 +345,19 @@ ZIGZAG = MazeLayout(
     goal=(3.0, 3.0),
 )
 
+_SPIRAL_WALLS = (
+    (-4.0, -3.0, 1.0, -3.0),
+    (1.0, -3.0, 1.0, 3.0),
+    (-3.0, 3.0, 1.0, 3.0),
+    (-3.0, -2.0, -3.0, 3.0),
+    (-3.0, -2.0, 0.0, -2.0),
+)
 # The original starts at (-3, -3), inside the inflated first wall (y = -3 +- 0.15), where its
-# collision rule lets the point leave on either side. We start in the bottom corridor at
-# (-3, -3.5), so the task is the full spiral the paper's figure shows (documented in README).
-SPIRAL = MazeLayout(
-    walls=(
-        (-4.0, -3.0, 1.0, -3.0),
-        (1.0, -3.0, 1.0, 3.0),
-        (-3.0, 3.0, 1.0, 3.0),
-        (-3.0, -2.0, -3.0, 3.0),
-        (-3.0, -2.0, 0.0, -2.0),
-    ),
-    start=(-3.0, -3.5),
-    goal=(-0.5, 1.25),
+# collision rule lets the point leave on either side. `spiral_maze` starts in the bottom
+# corridor at (-3, -3.5), so the task is the full spiral (about 33 units to the goal).
+SPIRAL = MazeLayout(walls=_SPIRAL_WALLS, start=(-3.0, -3.5), goal=(-0.5, 1.25))
+# `spiral_maze_original` keeps the original's start and rule: one step up leaves the wall into
+# the inner corridor, from which the goal is about 9 units away; the outer spiral is a detour.
+SPIRAL_ORIGINAL = MazeLayout(
+    walls=_SPIRAL_WALLS, start=(-3.0, -3.0), goal=(-0.5, 1.25), start_in_wall=True
 )

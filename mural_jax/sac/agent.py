@@ -45,8 +45,10 @@ class SAC:
 
     @property
     def nets(self) -> Networks:
-        hidden = tuple(self.config.hidden)
-        return Networks(Policy(hidden, self.action_size), TwinQ(hidden))
+        c = self.config
+        hidden = tuple(c.hidden)
+        ff = dict(fourier_features=c.fourier_features, fourier_scale=c.fourier_scale)
+        return Networks(Policy(hidden, self.action_size, **ff), TwinQ(hidden, **ff))
 
     @property
     def optimizer(self) -> optax.GradientTransformation:
