@@ -103,6 +103,8 @@ def test_sac_gamma_and_tau():
         ("sac.batch_size", 0, ("sac.batch_size", ">= 1")),
         ("sac.init_alpha", 0.0, ("sac.init_alpha", "> 0")),
         ("sac.reward_scale", -1.0, ("sac.reward_scale", "> 0")),
+        ("sac.fourier_features", -1, ("sac.fourier_features", "integer >= 0")),
+        ("sac.fourier_scale", 0.0, ("sac.fourier_scale", "> 0")),
         ("sac.hidden", (), ("sac.hidden", "()")),
         ("sac.hidden", (64, 0), ("sac.hidden", "(64, 0)", ">= 1")),
         ("classifier.reference_size", 7, ("classifier.reference_size", "7", "even")),

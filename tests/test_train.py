@@ -86,6 +86,34 @@ def test_sac_dense_solves_zigzag_and_traces_once():
     assert max(history[-3:]) >= 0.8, history
 
 
+def test_fourier_features_are_fixed_and_the_rest_learns():
+    """sac.fourier_features: B is drawn at init, checkpointed as a parameter, never trained."""
+    sac = SACConfig(hidden=(16, 16), batch_size=32, fourier_features=8, fourier_scale=0.5)
+    trainer = make_train(tiny(sac=sac))
+    state0 = trainer.init(jax.random.PRNGKey(0))
+    state, _ = jax.jit(trainer.run_chunk)(state0)
+    for tree in ("policy_params", "q_params"):
+        before = getattr(state0.sac, tree)["params"]
+        after = getattr(state.sac, tree)["params"]
+        fourier = [k for k in before if k.startswith("FourierFeatures")]
+        assert len(fourier) == (1 if tree == "policy_params" else 2)  # one per critic
+        for k in fourier:
+            assert before[k]["B"].shape == (2, 8)
+            np.testing.assert_array_equal(before[k]["B"], after[k]["B"])
+            assert 0.3 < float(jnp.std(before[k]["B"])) < 0.8  # ~ N(0, 0.5^2)
+        assert not np.allclose(
+            before["MLP_0"]["Dense_0"]["kernel"], after["MLP_0"]["Dense_0"]["kernel"]
+        )
+        # the first layer sees sin and cos of 8 frequencies (plus the action, for a critic)
+        assert before["MLP_0"]["Dense_0"]["kernel"].shape[0] == (
+            16 if tree == "policy_params" else 18
+        )
+    q = state.sac.q_params["params"]["FourierFeatures_1"]["B"]
+    target = state.sac.target_q_params["params"]["FourierFeatures_1"]["B"]
+    np.testing.assert_allclose(target, q, atol=1e-6)
+    assert not np.allclose(q, state.sac.q_params["params"]["FourierFeatures_0"]["B"])
+
+
 def test_mural_end_to_end_smoke_compiled_once():
     cfg = tiny(method="mural", steps=600)
     trainer = make_train(cfg)
