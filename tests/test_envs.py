@@ -487,6 +487,39 @@ def test_geodesic_zero_at_goal_and_at_least_euclidean(env):
     assert np.max(g / np.maximum(e, 1e-3)) > 3.0
 
 
+@pytest.mark.parametrize("name", [*NAMES, "spiral_maze_original"])
+def test_geodesic_on_wall_faces_is_no_shortcut(name):
+    """Where the point rests against a wall, the oracle reads a true distance, never the goal's.
+
+    The point stops exactly on a box face, which can fall a rounding error inside the grid's
+    box (a face node counted as blocked) or between nodes inside it; a lookup over no free node
+    once read 0 there, and the dense oracle's agents parked on those faces.
+    """
+    env = get_env(name) if name in NAMES else make_env(name)
+    lay, j = env.layout, jitted(env)
+    rng = np.random.default_rng(0)
+    pts, pushes = [], []
+    for x0, x1, y0, y1 in lay.boxes():
+        t = rng.uniform(0.0, 1.0, 64)
+        # Just outside each face, pushed into the box: the move stops exactly on the face.
+        for p, push in (
+            (np.stack([np.full(64, x0 - 0.05), y0 + (y1 - y0) * t], -1), (1.0, 0.0)),
+            (np.stack([np.full(64, x1 + 0.05), y0 + (y1 - y0) * t], -1), (-1.0, 0.0)),
+            (np.stack([x0 + (x1 - x0) * t, np.full(64, y0 - 0.05)], -1), (0.0, 1.0)),
+            (np.stack([x0 + (x1 - x0) * t, np.full(64, y1 + 0.05)], -1), (0.0, -1.0)),
+        ):
+            pts.append(p)
+            pushes.append(np.broadcast_to(np.asarray(push), p.shape))
+    pts, pushes = np.concatenate(pts), np.concatenate(pushes)
+    lo, hi = lay.bounds
+    keep = np.all((pts > lo) & (pts < hi), 1) & ~strictly_inside(pts, lay.boxes(), tol=0.0)
+    on_face = np.asarray(j.move(jnp.asarray(pts[keep], jnp.float32), jnp.asarray(pushes[keep])))
+    assert strictly_inside(on_face, lay.boxes(), tol=1e-4).sum() == 0
+    g = np.asarray(j.geo(jnp.asarray(on_face)), np.float64)
+    e = np.linalg.norm(on_face - np.asarray(lay.goal), axis=1)
+    assert np.all(g >= e - 0.05), (on_face[np.argmin(g - e)], np.min(g - e))
+
+
 @pytest.mark.parametrize("name, path", [("zigzag_maze", ZIGZAG_PATH), ("spiral_maze", SPIRAL_PATH)])
 def test_geodesic_decreases_along_the_solution_path(name, path):
     env = get_env(name)

@@ -138,36 +138,37 @@ def move(pos: jax.Array, delta: jax.Array, boxes: jax.Array) -> jax.Array:
 def geodesic_field(layout: MazeLayout) -> np.ndarray:
     """Shortest-path distance to the goal around the maze's (inflated) walls on a grid.
 
-    With `start_in_wall`, the nodes inside the boxes holding the start (the only in-wall states
-    the point can occupy) get the distance of the nearest way straight out of the box.
+    Nodes inside the boxes (where only a `start_in_wall` start can put the point) get the
+    distance of the nearest way straight out of the box (`shortest_path_field`).
     """
-    h = layout.grid_spacing
-    field = shortest_path_field(layout.boxes(), layout.bounds, layout.goal, h)
-    if not layout.start_in_wall:
-        return field
-    lo = layout.bounds[0]
+    return shortest_path_field(layout.boxes(), layout.bounds, layout.goal, layout.grid_spacing)
+
+
+def _fill_blocked(field: np.ndarray, blocked: np.ndarray, h: float) -> np.ndarray:
+    """Give each blocked node the distance of the nearest way straight out: along each of the
+    four axis directions, the first finite node's value plus the steps to it; the least wins.
+
+    Without it a point on a face between grid nodes, or inside a box, would interpolate over
+    no finite corner at all and read as the goal itself.
+    """
     n = field.shape[0]
-    xs = lo + h * np.arange(n)
-    start = np.asarray(layout.start, np.float64)
-    for x0, x1, y0, y1 in layout.boxes():
-        if not (x0 < start[0] < x1 and y0 < start[1] < y1):
-            continue
-        inside = np.flatnonzero((xs > x0) & (xs < x1)), np.flatnonzero((xs > y0) & (xs < y1))
-        filled = field.copy()
-        for i in inside[0]:
-            for j in inside[1]:
-                best = np.inf
-                for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-                    k = 1
-                    while 0 <= i + k * di < n and 0 <= j + k * dj < n:
-                        v = field[i + k * di, j + k * dj]
-                        if np.isfinite(v):
-                            best = min(best, v + k * h)
-                            break
-                        k += 1
-                filled[i, j] = best
-        field = filled
-    return field
+    best = np.full(field.shape, np.inf)
+    for axis in (0, 1):
+        for sign in (1, -1):
+            found = ~blocked  # nodes whose ray is done (free nodes need none)
+            for k in range(1, n):
+                shifted = np.roll(field, -sign * k, axis=axis)
+                # Rays leave the grid instead of wrapping around it.
+                edge = np.arange(n) + sign * k
+                off = (edge < 0) | (edge >= n)
+                off = off[:, None] if axis == 0 else off[None, :]
+                shifted = np.where(off, np.inf, shifted)
+                hit = ~found & np.isfinite(shifted)
+                best = np.where(hit, np.minimum(best, shifted + k * h), best)
+                found = found | hit | off
+                if found.all():
+                    break
+    return np.where(blocked, best, field)
 
 
 def shortest_path_field(
@@ -176,7 +177,9 @@ def shortest_path_field(
     """Shortest-path distance to `goal` around boxes (xmin, xmax, ymin, ymax) on a square grid
     over `bounds` (8-connected Dijkstra). Shared by every maze-like task's dense oracle.
 
-    Entries for grid nodes inside boxes are +inf. Grid node (i, j) is (lo + i*h, lo + j*h).
+    Grid node (i, j) is (lo + i*h, lo + j*h). A node on a box face is free (to within float
+    error: the point stops exactly on faces). Nodes inside boxes get the distance of the nearest
+    way straight out; free nodes the goal cannot reach stay +inf.
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import dijkstra
@@ -186,10 +189,12 @@ def shortest_path_field(
     xs = lo + h * np.arange(n)
     gx, gy = np.meshgrid(xs, xs, indexing="ij")
 
+    eps = 1e-9 * max(1.0, abs(lo), abs(hi))  # lo + i*h lands a rounding error off a face
+
     def blocked(x, y):
         out = np.zeros(x.shape, bool)
         for x0, x1, y0, y1 in boxes:
-            out |= (x > x0) & (x < x1) & (y > y0) & (y < y1)
+            out |= (x > x0 + eps) & (x < x1 - eps) & (y > y0 + eps) & (y < y1 - eps)
         return out
 
     free = ~blocked(gx, gy)
@@ -209,7 +214,7 @@ def shortest_path_field(
     dist = dijkstra(graph, directed=False, indices=int(idx[gi[0], gi[1]]))
     goal_node = np.array([xs[gi[0]], xs[gi[1]]])
     dist = dist + np.linalg.norm(goal_node - np.asarray(goal))
-    return dist.reshape(n, n)
+    return _fill_blocked(dist.reshape(n, n), ~free, h)
 
 
 def interpolate(field: jax.Array, lo: float, h: float, p: jax.Array) -> jax.Array:
