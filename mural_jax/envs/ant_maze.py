@@ -28,7 +28,12 @@ from brax.io import mjcf
 from etils import epath
 
 from mural_jax.envs.base import Task
-from mural_jax.envs.point_maze import inside_any, interpolate, shortest_path_field
+from mural_jax.envs.point_maze import (
+    fill_blocked,
+    inside_any,
+    interpolate,
+    shortest_path_field,
+)
 
 Box = tuple[float, float, float, float]  # centre x, centre y, half-size x, half-size y
 
@@ -291,13 +296,14 @@ class AntMaze(PipelineEnv, Task):
         return {"strict_success_rate": strict}
 
     @cached_property
-    def _field(self) -> jax.Array:
+    def _field(self) -> tuple[jax.Array, jax.Array]:
         lay = self.layout
         with jax.ensure_compile_time_eval():
             field = shortest_path_field(
                 lay.boxes(lay.oracle_margin), lay.bounds, lay.goal, lay.grid_spacing
             )
-            return jnp.asarray(field, jnp.float32)
+            filled = fill_blocked(field, lay.grid_spacing)
+            return jnp.asarray(field, jnp.float32), jnp.asarray(filled, jnp.float32)
 
     @cached_property
     def _start_distance(self) -> float:
@@ -306,7 +312,8 @@ class AntMaze(PipelineEnv, Task):
 
     def path_distance(self, xy: jax.Array) -> jax.Array:
         """Shortest-path distance of torso positions `xy` to the goal around the walls."""
-        return interpolate(self._field, self.layout.bounds[0], self.layout.grid_spacing, xy)
+        field, fallback = self._field
+        return interpolate(field, self.layout.bounds[0], self.layout.grid_spacing, xy, fallback)
 
     def dense_reward(self, obs: jax.Array, next_obs: jax.Array) -> jax.Array:
         """Progress along the maze path: minus the remaining path length, in start units."""

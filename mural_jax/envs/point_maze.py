@@ -135,23 +135,24 @@ def move(pos: jax.Array, delta: jax.Array, boxes: jax.Array) -> jax.Array:
 # -- Shortest-path oracle ----------------------------------------------------------------------
 
 
-def geodesic_field(layout: MazeLayout) -> np.ndarray:
-    """Shortest-path distance to the goal around the maze's (inflated) walls on a grid.
-
-    Nodes inside the boxes (where only a `start_in_wall` start can put the point) get the
-    distance of the nearest way straight out of the box (`shortest_path_field`).
-    """
-    return shortest_path_field(layout.boxes(), layout.bounds, layout.goal, layout.grid_spacing)
+def geodesic_field(layout: MazeLayout) -> tuple[np.ndarray, np.ndarray]:
+    """Shortest-path distance to the goal around the maze's (inflated) walls on a grid, and
+    its `fill_blocked` version for lookups with no free node (a `start_in_wall` start)."""
+    field = shortest_path_field(layout.boxes(), layout.bounds, layout.goal, layout.grid_spacing)
+    return field, fill_blocked(field, layout.grid_spacing)
 
 
-def _fill_blocked(field: np.ndarray, blocked: np.ndarray, h: float) -> np.ndarray:
-    """Give each blocked node the distance of the nearest way straight out: along each of the
-    four axis directions, the first finite node's value plus the steps to it; the least wins.
+def fill_blocked(field: np.ndarray, h: float) -> np.ndarray:
+    """`field` with each +inf node given the distance of the nearest way straight out: along
+    each of the four axis directions, the first finite node's value plus the steps to it; the
+    least wins.
 
-    Without it a point on a face between grid nodes, or inside a box, would interpolate over
-    no finite corner at all and read as the goal itself.
+    Only for points whose grid cell has no free corner (inside a box): next to a face the free
+    side's nodes are the right ones, and a blocked node filled from the wall's far side would
+    leak that side's distance into the face.
     """
     n = field.shape[0]
+    blocked = ~np.isfinite(field)
     best = np.full(field.shape, np.inf)
     for axis in (0, 1):
         for sign in (1, -1):
@@ -177,9 +178,9 @@ def shortest_path_field(
     """Shortest-path distance to `goal` around boxes (xmin, xmax, ymin, ymax) on a square grid
     over `bounds` (8-connected Dijkstra). Shared by every maze-like task's dense oracle.
 
-    Grid node (i, j) is (lo + i*h, lo + j*h). A node on a box face is free (to within float
-    error: the point stops exactly on faces). Nodes inside boxes get the distance of the nearest
-    way straight out; free nodes the goal cannot reach stay +inf.
+    Entries for grid nodes inside boxes are +inf. Grid node (i, j) is (lo + i*h, lo + j*h). A
+    node on a box face is free to within float error: the point stops exactly on faces, and a
+    face node counted as blocked once left cells next to the face with no free corner.
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import dijkstra
@@ -214,24 +215,38 @@ def shortest_path_field(
     dist = dijkstra(graph, directed=False, indices=int(idx[gi[0], gi[1]]))
     goal_node = np.array([xs[gi[0]], xs[gi[1]]])
     dist = dist + np.linalg.norm(goal_node - np.asarray(goal))
-    return _fill_blocked(dist.reshape(n, n), ~free, h)
+    return dist.reshape(n, n)
 
 
-def interpolate(field: jax.Array, lo: float, h: float, p: jax.Array) -> jax.Array:
-    """Bilinear interpolation over the finite (free) corners of the grid cell holding `p`."""
-    n = field.shape[0]
-    u = jnp.clip((p - lo) / h, 0.0, n - 1.000001)
-    i0 = jnp.floor(u).astype(jnp.int32)
-    f = u - i0
-    total, weight = 0.0, 0.0
-    for di in (0, 1):
-        for dj in (0, 1):
-            w = (f[..., 0] if di else 1 - f[..., 0]) * (f[..., 1] if dj else 1 - f[..., 1])
-            v = field[i0[..., 0] + di, i0[..., 1] + dj]
-            ok = jnp.isfinite(v)
-            total = total + jnp.where(ok, w * v, 0.0)
-            weight = weight + jnp.where(ok, w, 0.0)
-    return total / jnp.maximum(weight, 1e-12)
+def interpolate(
+    field: jax.Array, lo: float, h: float, p: jax.Array, fallback: jax.Array | None = None
+) -> jax.Array:
+    """Bilinear interpolation over the finite (free) corners of the grid cell holding `p`.
+
+    Where no corner is finite (`p` inside a box), the same over `fallback` (`fill_blocked`);
+    without one such points read +inf, never a silent 0.
+    """
+
+    def over_finite(f):
+        n = f.shape[0]
+        u = jnp.clip((p - lo) / h, 0.0, n - 1.000001)
+        i0 = jnp.floor(u).astype(jnp.int32)
+        frac = u - i0
+        total, weight = 0.0, 0.0
+        for di in (0, 1):
+            for dj in (0, 1):
+                w = (frac[..., 0] if di else 1 - frac[..., 0]) * (
+                    frac[..., 1] if dj else 1 - frac[..., 1]
+                )
+                v = f[i0[..., 0] + di, i0[..., 1] + dj]
+                ok = jnp.isfinite(v)
+                total = total + jnp.where(ok, w * v, 0.0)
+                weight = weight + jnp.where(ok, w, 0.0)
+        return total / jnp.maximum(weight, 1e-12), weight > 0
+
+    value, found = over_finite(field)
+    other = over_finite(fallback)[0] if fallback is not None else jnp.inf
+    return jnp.where(found, value, other)
 
 
 # -- The environment -----------------------------------------------------------------------
@@ -253,9 +268,10 @@ class PointMaze(Task):
         self._goal = jnp.asarray(layout.goal, jnp.float32)
 
     @cached_property
-    def _field(self) -> jax.Array:
+    def _field(self) -> tuple[jax.Array, jax.Array]:
+        """(shortest-path field, its fill_blocked fallback for in-wall lookups)."""
         with jax.ensure_compile_time_eval():
-            return jnp.asarray(geodesic_field(self.layout), jnp.float32)
+            return tuple(jnp.asarray(f, jnp.float32) for f in geodesic_field(self.layout))
 
     @cached_property
     def _start_distance(self) -> float:
@@ -308,7 +324,8 @@ class PointMaze(Task):
 
     def geodesic_distance(self, obs: jax.Array) -> jax.Array:
         """Shortest-path distance to the goal around the walls."""
-        return interpolate(self._field, self.layout.bounds[0], self.layout.grid_spacing, obs)
+        field, fallback = self._field
+        return interpolate(field, self.layout.bounds[0], self.layout.grid_spacing, obs, fallback)
 
     def dense_reward(self, obs: jax.Array, next_obs: jax.Array) -> jax.Array:
         """Negative shortest-path distance of the next state, in units of the start's distance."""
