@@ -54,6 +54,22 @@ def test_experiment_configs_validate():
         assert cfg.steps % cfg.eval_every == 0, name
 
 
+def test_example_configs_validate_and_their_tasks_build(monkeypatch):
+    """The worked example's config files (experiments/examples) stay loadable with their maze."""
+    from pathlib import Path
+
+    from mural_jax.envs import make_env
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the configs name the layout file relative to the repository
+    paths = sorted((root / "experiments" / "examples").glob("*_cpu*.json"))
+    assert len(paths) >= 2, paths
+    for path in paths:
+        cfg = config_lib.load_experiment(str(path))
+        assert cfg.steps % cfg.eval_every == 0, path.name
+        assert make_env(cfg.env).observation_size == 2, path.name
+
+
 def test_unknown_experiment_lists_known_ones():
     with pytest.raises(ConfigError) as info:
         config_lib.load_experiment("no_such_experiment")
