@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from mural_jax import config as config_lib
 from mural_jax.config import ConfigError, TrainConfig
+from mural_jax.envs import make_env
 from mural_jax.train import parse_args
 
 # A valid base: the defaults.
@@ -56,10 +58,6 @@ def test_experiment_configs_validate():
 
 def test_example_configs_validate_and_their_tasks_build(monkeypatch):
     """The worked example's config files (experiments/examples) stay loadable with their maze."""
-    from pathlib import Path
-
-    from mural_jax.envs import make_env
-
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)  # the configs name the layout file relative to the repository
     paths = sorted((root / "experiments" / "examples").glob("*_cpu*.json"))
