@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from mural_jax import config as config_lib
+from mural_jax import logging as log_lib
 from mural_jax.rewards import classifier, cnml, meta_nml
 from mural_jax.train import make_train
 
@@ -323,7 +323,7 @@ def main(argv=None):
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "device": f"{dev.platform}: {dev.device_kind}",
         "cpu_count": os.cpu_count(),
-        "machine": platform.processor() or platform.machine(),
+        "machine": log_lib.processor(),
         "jax": jax.__version__,
         "command": "python -m benchmarks.run " + " ".join(argv or sys.argv[1:]),
     }

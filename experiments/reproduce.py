@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from mural_jax import config as config_lib
+from mural_jax import logging as log_lib
 from mural_jax.train import make_train
 
 
@@ -386,8 +387,10 @@ def main(argv=None) -> None:
     config_lib.save_json(base, os.path.join(args.out, "config.json"))
     if args.resume:
         run["resumed"].append(argv if argv is not None else sys.argv[1:])
-    with open(run_file, "w") as f:
+    with open(run_file + ".tmp", "w") as f:
         json.dump(run, f)
+    os.replace(run_file + ".tmp", run_file)
+    log_lib.record_machine(args.out)
     seeds = run["seeds"]
     results, snapshots, walls, methods = {}, {}, None, run["methods"]
     for method in methods:

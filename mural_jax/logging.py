@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import platform
+import sys
 import time
+from importlib import metadata
 
 from mural_jax import config as config_lib
 from mural_jax.config import TrainConfig
@@ -23,6 +27,74 @@ def prepare_run_dir(cfg: TrainConfig) -> str:
     os.makedirs(out, exist_ok=True)
     config_lib.save_json(cfg, os.path.join(out, "config.json"))
     return out
+
+
+#: Packages whose versions change a run's numbers (or its ability to load a checkpoint).
+_VERSIONED = ("jax", "jaxlib", "flax", "optax", "chex", "orbax-checkpoint", "brax", "numpy")
+
+
+def _cpuinfo(field: str) -> str | None:
+    """The first `field` line of Linux's /proc/cpuinfo, or None elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.split(":", 1)[0].strip() == field:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def processor() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what `platform` knows."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def simd_features() -> list[str]:
+    """The CPU's vector-instruction flags (avx*, fma, amx*): what XLA's CPU code depends on.
+    A VM's model name is often generic ("Intel(R) Xeon(R) Processor"); these are not."""
+    flags = (_cpuinfo("flags") or "").split()
+    return sorted(f for f in flags if f.startswith(("avx", "fma", "amx")))
+
+
+def machine_info() -> dict:
+    """Where a run's numbers came from: date, devices, processor and package versions.
+
+    XLA compiles for the processor it runs on, so one config and seed can give different
+    float-level results (and, in RL, different outcomes) on another machine; this is what
+    tells two such runs apart.
+    """
+    import jax
+
+    dev = jax.devices()[0]
+    versions = {}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "host": platform.node(),
+        "backend": dev.platform,
+        "device_kind": dev.device_kind,
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
+        "processor": processor(),
+        "simd": simd_features(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "packages": versions,
+    }
+
+
+def record_machine(out: str) -> dict:
+    """Append this machine's `machine_info()` to `out`/machines.jsonl (one line per start or
+    resume of the run in `out`) and return it."""
+    info = machine_info()
+    with open(os.path.join(out, "machines.jsonl"), "a") as f:
+        f.write(json.dumps(info) + "\n")
+    return info
 
 
 class MetricsLogger:

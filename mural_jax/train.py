@@ -500,6 +500,8 @@ def main(argv: list[str] | None = None) -> str:
     except (config_lib.ConfigError, CheckpointError, FileExistsError, TaskError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    if lead:
+        log_lib.record_machine(out)  # one line per start or resume: where the numbers came from
     say = print if lead else (lambda *a, **k: None)  # workers stay silent
     say(f"mural_jax: env={cfg.env} method={cfg.method} steps={cfg.steps} seed={cfg.seed}")
     n_dev = mesh.shape[sharding_lib.DATA]

@@ -92,6 +92,11 @@ def test_resumed_reproduction_equals_uninterrupted(tmp_path, capsys):
     trained = [line.split("]")[0].split("[")[1].strip() for line in capsys.readouterr().out
                .splitlines() if line.strip().startswith("vice [")]  # fmt: skip
     assert trained == ["600/800", "800/800"]  # continued from the checkpoint, not rerun
+    # One machine record per start and per resume (the refused resume adds none).
+    machines = [json.loads(line) for line in open(os.path.join(cut, "machines.jsonl"))]
+    assert len(machines) == 2
+    assert machines[1]["packages"]["jax"] == jax.__version__
+    assert machines[1]["backend"] == "cpu" and machines[1]["processor"]
     main(args + ["--steps", "800", "--out", straight])
     a = np.load(os.path.join(cut, "vice", "curves.npz"))
     b = np.load(os.path.join(straight, "vice", "curves.npz"))

@@ -285,6 +285,7 @@ def test_kill_and_resume_reaches_the_same_final_state(tmp_path):
     assert int(rows[-1]["env_steps"]) - saved[-1] <= 400 + 200
 
     main(["--resume", killed, "--steps", "1200"])
+    assert len(open(os.path.join(killed, "machines.jsonl")).readlines()) == 2  # start, resume
     resumed = _restore(killed)
     assert int(resumed.env_steps) == 1200
     for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(reference), strict=True):
