@@ -212,6 +212,37 @@ def iqm(x: np.ndarray) -> float:
     return float(trim_mean(x, 0.25))
 
 
+def _machine_key(m: dict) -> str:
+    simd = m.get("simd") or []
+    avx512 = "AVX-512" if any(f.startswith("avx512") for f in simd) else "no AVX-512"
+    pkgs = m.get("packages") or {}
+    return (
+        f"{m.get('backend')} x{m.get('devices')} ({m.get('device_kind')}), {m.get('processor')}, "
+        f"{avx512}, {len(simd)} SIMD flags, jax {pkgs.get('jax')}"
+    )
+
+
+def machines_summary(out: str) -> list[str]:
+    """Report lines on the machines in OUT/machines.jsonl: each distinct one and how many
+    starts or resumes ran on it (a pooled run lists its sources'); none if there is no record."""
+    path = os.path.join(out, "machines.jsonl")
+    if not os.path.exists(path):
+        return []
+    counts: dict[str, int] = {}
+    for line in open(path):
+        key = _machine_key(json.loads(line))
+        counts[key] = counts.get(key, 0) + 1
+    lines = ["", "Machines (starts and resumes, from machines.jsonl):", ""]
+    lines += [f"- {k}: {n}" for k, n in counts.items()]
+    if len(counts) > 1:
+        lines += [
+            "",
+            "The seeds ran on more than one kind of machine: XLA compiles for the processor, so "
+            "a seed's run here may differ at float level from the same seed run elsewhere.",
+        ]
+    return lines
+
+
 def report(out: str, title: str, methods: list[str] | None = None) -> str:
     """OUT/report.md (final success per method: mean, 95% bootstrap CI, IQM, per seed) and
     OUT/success.png (eval success vs env steps, mean +- stderr), from OUT/METHOD/curves.npz."""
@@ -258,6 +289,7 @@ def report(out: str, title: str, methods: list[str] | None = None) -> str:
     lines += ["", "![success rate](success.png)"]
     if os.path.exists(os.path.join(out, "reward_heatmap.png")):
         lines += ["", "Learned reward over the maze (seed 0):", "", "![reward](reward_heatmap.png)"]
+    lines += machines_summary(out)
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(text)
@@ -302,6 +334,11 @@ def merge(runs: list[str], out: str) -> str:
         os.makedirs(os.path.join(out, method), exist_ok=True)
         np.savez(os.path.join(out, method, "curves.npz"), **curves)
     config_lib.save_json(configs[0], os.path.join(out, "config.json"))
+    with open(os.path.join(out, "machines.jsonl"), "w") as f:  # the sources' records, tagged
+        for r in runs:
+            if os.path.exists(os.path.join(r, "machines.jsonl")):
+                for line in open(os.path.join(r, "machines.jsonl")):
+                    f.write(json.dumps({"run": r, **json.loads(line)}) + "\n")
     c = configs[0]
     title = f"{c.env}: seeds pooled from {len(runs)} runs, {c.steps} env steps"
     return report(out, title, methods)

@@ -59,7 +59,18 @@ def test_reproduce_runs_seeds_vmapped_and_writes_report(tmp_path):
         sparse["eval.final_distance"][:, 2], second["eval.final_distance"][:, 0]
     )
     assert np.load(os.path.join(pooled, "mural", "curves.npz"))["eval.success_rate"].shape == (2, 2)
-    assert "| sparse |" in open(os.path.join(pooled, "report.md")).read()
+    text = open(os.path.join(pooled, "report.md")).read()
+    assert "| sparse |" in text
+    # The pooled run keeps its sources' machine records, and its report names the machine.
+    machines = [json.loads(line) for line in open(os.path.join(pooled, "machines.jsonl"))]
+    assert [m["run"] for m in machines] == [out, more]
+    assert f"jax {jax.__version__}: 2" in text and "more than one kind" not in text
+    with open(os.path.join(more, "machines.jsonl"), "a") as f:  # a resume on another machine
+        other = {k: v for k, v in machines[1].items() if k != "run"}
+        f.write(json.dumps({**other, "processor": "Other CPU"}) + "\n")
+    main(["--merge", out, more, "--out", str(tmp_path / "pooled2")])
+    text = open(os.path.join(tmp_path / "pooled2", "report.md")).read()
+    assert "Other CPU" in text and "more than one kind of machine" in text
 
 
 def test_merge_refuses_runs_of_other_settings(tmp_path):
