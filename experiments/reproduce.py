@@ -228,12 +228,13 @@ def machines_summary(out: str) -> list[str]:
     path = os.path.join(out, "machines.jsonl")
     if not os.path.exists(path):
         return []
-    counts: dict[str, int] = {}
+    counts: dict[tuple, list] = {}  # full identity (all SIMD flags) -> [description, count]
     for line in open(path):
-        key = _machine_key(json.loads(line))
-        counts[key] = counts.get(key, 0) + 1
+        m = json.loads(line)
+        identity = (_machine_key(m), tuple(m.get("simd") or []))
+        counts.setdefault(identity, [_machine_key(m), 0])[1] += 1
     lines = ["", "Machines (starts and resumes, from machines.jsonl):", ""]
-    lines += [f"- {k}: {n}" for k, n in counts.items()]
+    lines += [f"- {text}: {n}" for text, n in counts.values()]
     if len(counts) > 1:
         lines += [
             "",
