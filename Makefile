@@ -4,18 +4,16 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-# `make train` with no task arguments runs the quickstart (MURAL on zigzag_maze, CPU-sized).
-# `make train ENV=ant_maze` trains with that task's paper settings (experiments/configs/ENV.json)
-# when the file exists, else with the library defaults; METHOD, STEPS, ARGS override either.
-ifeq ($(origin ENV)$(origin METHOD)$(origin STEPS)$(origin CONFIG),undefinedundefinedundefinedundefined)
-CONFIG := quickstart
-endif
-ifeq ($(origin CONFIG),undefined)
-ifneq ($(ENV),)
-ifneq ($(wildcard experiments/configs/$(ENV).json),)
-CONFIG := $(ENV)
-endif
-endif
+# `make train` runs with TRAIN_CONFIG: CONFIG when given; else experiments/configs/ENV.json
+# when ENV names one (the paper's settings for that task); else the quickstart when no ENV is
+# given (`make train`, `make train METHOD=vice STEPS=48000`); else the library defaults for
+# ENV. METHOD, STEPS, SEED and ARGS override the config.
+ifneq ($(CONFIG),)
+TRAIN_CONFIG := $(CONFIG)
+else ifeq ($(ENV),)
+TRAIN_CONFIG := quickstart
+else ifneq ($(wildcard experiments/configs/$(ENV).json),)
+TRAIN_CONFIG := $(ENV)
 endif
 ENV    ?=
 METHOD ?=
@@ -40,15 +38,16 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(PY) -m mural_jax.train $(if $(CONFIG),--config $(CONFIG)) $(if $(ENV),--env $(ENV)) \
+	$(PY) -m mural_jax.train $(if $(TRAIN_CONFIG),--config $(TRAIN_CONFIG)) $(if $(ENV),--env $(ENV)) \
 		$(if $(METHOD),--method $(METHOD)) --seed $(SEED) $(if $(STEPS),--steps $(STEPS)) \
 		$(if $(OUT),--out $(OUT)) $(ARGS)
 
-# make reproduce ENV=zigzag_maze SEEDS=3 METHODS="mural vice sparse" [CONFIG=zigzag_maze_cpu]
+# make reproduce [CONFIG=zigzag_maze_cpu | ENV=NAME] SEEDS=3 METHODS="mural vice sparse" [STEPS=N]
+REPRO_CONFIG = $(or $(CONFIG),$(ENV),zigzag_maze_cpu)
 reproduce: $(STAMP)
-	$(PY) -m experiments.reproduce --config $(or $(CONFIG),$(ENV),zigzag_maze_cpu) --seeds $(SEEDS) \
+	$(PY) -m experiments.reproduce --config $(REPRO_CONFIG) --seeds $(SEEDS) \
 		--methods $(METHODS) \
-		--out $(or $(OUT),runs/reproduce-$(or $(CONFIG),$(ENV))-$(shell date +%Y%m%d-%H%M%S)) \
+		--out $(or $(OUT),runs/reproduce-$(REPRO_CONFIG)-$(shell date +%Y%m%d-%H%M%S)) \
 		$(if $(STEPS),--steps $(STEPS))
 
 lint: $(STAMP)

@@ -67,12 +67,14 @@ def run_method(cfg, seeds: int, out: str, mesh=None, resume: bool = False):
     writers = []
     for k, path in enumerate(paths):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        writers.append(open(path, "w", newline=""))
-        if start:
+        if start:  # the kept rows replace the file whole: a kill here keeps the old one
             cols = list(kept[k][0])
-            writers[-1].write(",".join(cols) + "\n")
-            for row in kept[k]:
-                writers[-1].write(",".join(f"{row[c]:.9g}" for c in cols) + "\n")
+            with open(path + ".tmp", "w", newline="") as f:
+                f.write(",".join(cols) + "\n")
+                for row in kept[k]:
+                    f.write(",".join(f"{row[c]:.9g}" for c in cols) + "\n")
+            os.replace(path + ".tmp", path)
+        writers.append(open(path, "a" if start else "w", newline=""))
     maze = hasattr(trainer.task, "layout") and trainer.method.learned
     n = trainer.num_chunks
     snap_at = {max(n // 3 - 1, 0), max(2 * n // 3 - 1, 0), n - 1}
@@ -346,6 +348,13 @@ def merge(runs: list[str], out: str) -> str:
 
 
 def main(argv=None) -> None:
+    try:
+        _main(argv)
+    except config_lib.ConfigError as e:  # a bad config name, value or --steps: no traceback
+        raise SystemExit(f"error: {e}") from None
+
+
+def _main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", help="experiment name or JSON path (required unless --merge)")
     p.add_argument("--methods", nargs="+", default=["mural", "vice", "sparse", "dense"])
@@ -408,6 +417,8 @@ def main(argv=None) -> None:
             base = config_lib.replace(base, {"seed": args.first_seed})
         if os.path.exists(os.path.join(args.out, "config.json")):
             raise SystemExit(f"error: {args.out} already holds a reproduction; choose a new --out")
+    for method in run["methods"]:  # every method's config, checked before anything is written
+        config_lib.replace(base, {"method": method}).validate()
     mesh = None
     if run["seed_devices"]:
         from mural_jax import sharding as sharding_lib

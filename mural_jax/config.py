@@ -197,7 +197,8 @@ class TrainConfig:
     #: Gradient updates per env step; num_envs * updates_per_step updates per iteration.
     updates_per_step: float = 1.0
     random_steps: int = 1000
-    replay_capacity: int = 1_000_000
+    #: The original: 1.5M transitions.
+    replay_capacity: int = 1_500_000
     #: None: the task's own horizon (mazes 100).
     episode_length: int | None = None
     #: Env steps per compiled chunk: evaluate, log and report between chunks.
@@ -262,10 +263,23 @@ class TrainConfig:
             f"a multiple of num_envs={self.num_envs}",
         )
         _check(
+            "steps",
+            self.steps,
+            self.steps % self.eval_every == 0,
+            f"a multiple of eval_every={self.eval_every} (the compiled chunk size)",
+        )
+        _check(
             "replay_capacity",
             self.replay_capacity,
             self.replay_capacity >= max(self.num_envs, self.sac.batch_size),
             f">= max(num_envs, sac.batch_size) = {max(self.num_envs, self.sac.batch_size)}",
+        )
+        _check(
+            "out",
+            self.out,
+            self.out is None or "://" not in self.out,
+            "a local or mounted path (logs and metrics use plain file I/O; mount a bucket with "
+            "gcsfuse rather than passing gs://...)",
         )
         _check("checkpoint_every", self.checkpoint_every, self.checkpoint_every >= 0, ">= 0")
         _check("checkpoint_keep", self.checkpoint_keep, self.checkpoint_keep >= 1, ">= 1")
@@ -287,6 +301,13 @@ class TrainConfig:
         self.sac.validate()
         self.classifier.validate()
         self.meta_nml.validate()
+        _check(
+            "meta_nml.support_size",
+            self.meta_nml.support_size,
+            self.meta_nml.support_size - 1 <= self.classifier.reference_size,
+            "<= classifier.reference_size + 1 = "
+            f"{self.classifier.reference_size + 1} (the query plus reference points)",
+        )
         return self
 
 
@@ -326,10 +347,16 @@ def _coerce(tp, value, name):
             if not math.isfinite(f) or not f.is_integer():
                 raise ValueError
             return int(f)
+        if tp is float:
+            f = float(value)
+            if not math.isfinite(f):
+                raise ValueError
+            return f
         return tp(value)
     except (TypeError, ValueError):
         raise ConfigError(
             f"{name}={value!r} is invalid; allowed: a value of type {tp.__name__}"
+            + (" (finite)" if tp in (int, float) else "")
         ) from None
 
 
@@ -366,13 +393,20 @@ def replace(cfg, overrides: dict[str, Any]):
 
 
 def save_json(cfg, path) -> None:
-    with open(path, "w") as f:
+    """Write the config atomically: a crash leaves the old file or the new one, never half."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
         json.dump(to_dict(cfg), f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
 
 
 def load_json(cls, path):
-    with open(path) as f:
-        return from_dict(cls, json.load(f))
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
+    return from_dict(cls, data)
 
 
 EXPERIMENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments", "configs")

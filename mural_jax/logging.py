@@ -114,10 +114,12 @@ class MetricsLogger:
                 reader = csv.DictReader(f)
                 self._columns = reader.fieldnames
                 rows = [r for r in reader if int(float(r["env_steps"])) <= resume_at]
-            with open(self.path, "w", newline="") as f:
+            tmp = self.path + ".tmp"  # replaced whole: a kill here keeps the old file
+            with open(tmp, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=self._columns)
                 writer.writeheader()
                 writer.writerows(rows)
+            os.replace(tmp, self.path)
 
     def write(self, metrics: dict[str, float]) -> None:
         if self._writer is None:

@@ -377,11 +377,6 @@ def make_train(config: TrainConfig, mesh: Mesh | None = None) -> Trainer:
             )
         except ValueError as e:
             raise config_lib.ConfigError(str(e)) from None
-    if config.steps % config.eval_every:
-        raise config_lib.ConfigError(
-            f"steps={config.steps} is invalid; allowed: a multiple of eval_every="
-            f"{config.eval_every} (the compiled chunk size)"
-        )
     if is_custom_spec(config.env):
         try:
             task = make_env(
@@ -431,7 +426,8 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
         "--resume",
         default=None,
         metavar="DIR",
-        help="continue the run in DIR from its latest checkpoint (flags may only change steps)",
+        help="continue the run in DIR from its latest checkpoint (flags may only change steps, "
+        "devices, checkpoint_keep and the wandb options)",
     )
     config_lib.add_arguments(parser)
     args = parser.parse_args(argv)

@@ -144,7 +144,30 @@ def test_updates_per_step_must_give_whole_updates():
 def test_eval_every_must_be_a_multiple_of_num_envs():
     check_error(with_overrides(eval_every=100), "eval_every=100", "multiple of num_envs=16")
     check_error(TrainConfig(num_envs=16, eval_every=5000), "eval_every=5000", "num_envs=16")
-    with_overrides(eval_every=96, checkpoint_every=0).validate()
+    with_overrides(eval_every=96, steps=9600, checkpoint_every=0).validate()
+
+
+def test_steps_must_be_a_multiple_of_eval_every():
+    check_error(with_overrides(steps=100_500), "steps=100500", "multiple of eval_every=4000")
+
+
+def test_support_cannot_exceed_the_reference_set():
+    big = config_lib.replace(BASE, {"meta_nml.support_size": 2050})
+    check_error(big, "meta_nml.support_size=2050", "reference_size + 1 = 2049")
+    config_lib.replace(BASE, {"meta_nml.support_size": 2049}).validate()
+
+
+def test_out_must_be_a_path_not_a_url():
+    check_error(with_overrides(out="gs://bucket/run"), "out='gs://bucket/run'", "gcsfuse")
+    with_overrides(out="/mnt/bucket/run").validate()
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", float("inf")])
+def test_replace_rejects_non_finite_floats(value):
+    with pytest.raises(ConfigError, match=r"meta_nml\.inner_lr=.*\(finite\)"):
+        config_lib.replace(BASE, {"meta_nml.inner_lr": value})
+    with pytest.raises(ConfigError, match="updates_per_step="):
+        config_lib.replace(BASE, {"updates_per_step": value})
 
 
 def test_classifier_reward_type():
@@ -268,6 +291,17 @@ def test_load_json_unknown_key(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="sac.bogus_key"):
+        config_lib.load_json(TrainConfig, path)
+
+
+def test_save_json_replaces_whole_and_load_json_names_a_damaged_file(tmp_path):
+    path = tmp_path / "config.json"
+    config_lib.save_json(BASE, path)
+    config_lib.save_json(with_overrides(seed=3), path)
+    assert config_lib.load_json(TrainConfig, path).seed == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]  # no temp file left
+    path.write_text('{"seed": ')  # as a kill mid-write would have left it before
+    with pytest.raises(ConfigError, match="config.json is not valid JSON"):
         config_lib.load_json(TrainConfig, path)
 
 

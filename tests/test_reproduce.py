@@ -84,6 +84,18 @@ def test_merge_refuses_runs_of_other_settings(tmp_path):
     assert not os.path.exists(tmp_path / "c")
 
 
+def test_bad_config_or_steps_are_refused_before_anything_is_written(tmp_path):
+    cfg_path = tmp_path / "tiny.json"
+    with open(cfg_path, "w") as f:
+        json.dump(config_lib.to_dict(tiny(steps=400)), f)
+    bad = str(tmp_path / "bad")
+    with pytest.raises(SystemExit, match="steps=500 is invalid; allowed: a multiple of eval_every"):
+        main(["--config", str(cfg_path), "--methods", "vice", "--steps", "500", "--out", bad])
+    with pytest.raises(SystemExit, match="config='nope' is neither a file nor a known"):
+        main(["--config", "nope", "--out", bad])
+    assert not os.path.exists(bad)
+
+
 def test_resumed_reproduction_equals_uninterrupted(tmp_path, capsys):
     """A reproduction cut off after its checkpoint (with a metrics row written past it) and
     resumed to more steps gives the curves of one run straight through, compiled seeds and all."""
@@ -98,6 +110,10 @@ def test_resumed_reproduction_equals_uninterrupted(tmp_path, capsys):
         f.write("600" + ",0" * (len(open(f.name).readline().split(",")) - 1) + "\n")
     with pytest.raises(SystemExit, match="steps=200 is invalid.*allowed: >= 400"):
         main(["--out", cut, "--resume", "--steps", "200"])
+    saved = open(os.path.join(cut, "config.json")).read()
+    with pytest.raises(SystemExit, match="steps=700 is invalid; allowed: a multiple of eval"):
+        main(["--out", cut, "--resume", "--steps", "700"])
+    assert open(os.path.join(cut, "config.json")).read() == saved  # refused: nothing written
     capsys.readouterr()
     main(["--out", cut, "--resume", "--steps", "800"])
     trained = [line.split("]")[0].split("[")[1].strip() for line in capsys.readouterr().out

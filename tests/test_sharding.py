@@ -110,14 +110,14 @@ def test_four_devices_match_one_and_shard_the_state(tmp_path):
     assert r["replay_devices_4"] == 4 and r["replay_shard_rows_4"] == [200]  # 800 / 4
     assert r["env_shard_rows_4"] == [2]  # 8 envs / 4
     assert r["replay_shard_rows_1"] == [800]
-    assert r["max_param_diff"] < 1e-3, r
+    assert r["max_param_diff"] < 5e-5, r  # measured: 3.8e-6
     assert r["replay_equal"], r
     assert abs(r["critic_loss_1"] - r["critic_loss_4"]) < 1e-3 * max(1.0, abs(r["critic_loss_1"]))
     assert r["restored_devices"] == 1 and r["restored_equal"]
     # Seeds over the `seed` axis: each device holds one seed's half of its replay buffer.
     assert r["seed_replay_shard_shapes"] == [[1, 400, 2]] and r["seed_replay_devices"] == 4, r
     assert r["seed_cache_size"] == 1 and r["seed_metric_shape"] == [2]
-    assert r["seed_max_param_diff"] < 1e-3, r
+    assert r["seed_max_param_diff"] < 5e-5, r
     assert r["seeds_differ"]
 
 

@@ -376,10 +376,10 @@ _SPIRAL_WALLS = (
 )
 # The original starts at (-3, -3), inside the inflated first wall (y = -3 +- 0.15), where its
 # collision rule lets the point leave on either side. `spiral_maze` starts in the bottom
-# corridor at (-3, -3.5), so the task is the full spiral (about 33 units to the goal).
+# corridor at (-3, -3.5), so the task is the full spiral (about 27 units to the goal).
 SPIRAL = MazeLayout(walls=_SPIRAL_WALLS, start=(-3.0, -3.5), goal=(-0.5, 1.25))
 # `spiral_maze_original` keeps the original's start and rule: one step up leaves the wall into
-# the inner corridor, from which the goal is about 9 units away; the outer spiral is a detour.
+# the inner corridor, from which the goal is about 7 units away; the outer spiral is a detour.
 SPIRAL_ORIGINAL = MazeLayout(
     walls=_SPIRAL_WALLS, start=(-3.0, -3.0), goal=(-0.5, 1.25), start_in_wall=True
 )

@@ -1,4 +1,4 @@
-"""CNML task construction shared by meta-NML, naive CNML and VICE (from the original code).
+"""CNML task construction shared by meta-NML and naive CNML (from the original code).
 
 A task is one query point q with one proposed label y. Its support set is q (weight
 query_point_weight / ceil(reference_size / support_size)) plus support_size - 1 points of the

@@ -28,6 +28,8 @@ class ViceState:
 
 @dataclasses.dataclass(frozen=True)
 class Vice:
+    """VICE's reward: the plain classifier's p(1|s) (or log), retrained on the RL schedule."""
+
     task: Task
     config: ClassifierConfig
     learned: bool = True
