@@ -46,6 +46,11 @@ class SACConfig:
     fourier_features: int = 0
     #: Standard deviation of the frequencies in B, in cycles per observation unit.
     fourier_scale: float = 0.5
+    #: Steps per critic target: sum of up to n discounted rewards of one env's consecutive
+    #: transitions, then gamma^n V (1 = the paper's one-step target). Shorter at episode ends and
+    #: at the newest transitions. Values reach a state n times fewer bootstraps from where they
+    #: were earned (a departure; see README). Learned rewards are recomputed for every step.
+    n_step: int = 1
 
     def validate(self) -> None:
         _check("sac.hidden", self.hidden, len(self.hidden) >= 1, "one or more widths >= 1")
@@ -63,6 +68,12 @@ class SACConfig:
             "integer >= 0 (0 = raw observations)",
         )
         _check("sac.fourier_scale", self.fourier_scale, self.fourier_scale > 0, "> 0")
+        _check(
+            "sac.n_step",
+            self.n_step,
+            isinstance(self.n_step, int) and self.n_step >= 1,
+            "integer >= 1 (1 = the one-step target)",
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -77,3 +77,56 @@ def sample_obs(buffer: ReplayBuffer, rng: jax.Array, n: int) -> jax.Array:
     """Uniform sample of visited states (next observations: every state reached)."""
     idx = jax.random.randint(rng, (n,), 0, jnp.maximum(buffer.size, 1))
     return buffer.data.next_obs[idx]
+
+
+def sample_sequences(
+    buffer: ReplayBuffer, rng: jax.Array, batch_size: int, length: int, stride: int
+) -> tuple[Transition, jax.Array]:
+    """Uniform start transitions, each followed by up to `length - 1` later ones of its env.
+
+    Every insert writes one row per env (`stride` rows), so the env's next transition after row
+    i is row i + stride. Returns leaves of shape (batch_size, length, ...) and a (batch_size,
+    length) float mask: step k is valid if it has been written and no earlier step of the
+    sequence ended its episode (terminated or truncated). Step 0 is always valid, and the start
+    rows are drawn exactly as `sample` draws them (the same rng gives the same rows).
+    """
+    idx = jax.random.randint(rng, (batch_size,), 0, jnp.maximum(buffer.size, 1))
+    offsets = jnp.arange(length) * stride
+    rows = (idx[:, None] + offsets) % buffer.capacity
+    seq = jax.tree.map(lambda d: d[rows], buffer.data)
+    newer = (buffer.position - 1 - idx) % buffer.capacity  # rows written after the start row
+    written = newer[:, None] >= offsets
+    ended = (seq.terminated + seq.truncated) > 0
+    ended_before = (jnp.cumsum(ended, axis=1) - ended) > 0
+    mask = (written & ~ended_before).astype(jnp.float32)
+    return seq, mask
+
+
+def n_step_batch(
+    seq: Transition, rewards: jax.Array, mask: jax.Array, gamma: float
+) -> tuple[Transition, jax.Array, jax.Array]:
+    """Collapse sampled sequences into n-step transitions for the critic.
+
+    Returns the first step's (obs, action) with the last valid step's next_obs and flags, the
+    discounted reward sum sum_k gamma^k r_k over valid steps, and the bootstrap discount
+    gamma^m (1 - terminated) for m valid steps.
+    """
+    chex.assert_equal_shape([rewards, mask])
+    length = mask.shape[1]
+    steps = mask.sum(axis=1)
+    last = steps.astype(jnp.int32) - 1
+
+    def pick(x):  # x[b, last[b]]; invalid steps may hold stale rows, never mixed in
+        index = last.reshape(-1, *([1] * (x.ndim - 1)))
+        return jnp.take_along_axis(x, index, axis=1)[:, 0]
+
+    batch = Transition(
+        obs=seq.obs[:, 0],
+        action=seq.action[:, 0],
+        reward=jnp.where(mask > 0, rewards * gamma ** jnp.arange(length), 0.0).sum(axis=1),
+        next_obs=pick(seq.next_obs),
+        terminated=pick(seq.terminated),
+        truncated=pick(seq.truncated),
+    )
+    discount = gamma**steps * (1.0 - batch.terminated)
+    return batch, batch.reward, discount

@@ -189,26 +189,54 @@ class Trainer:
         n_updates, batch_size = cfg.updates_per_iteration, cfg.sac.batch_size
 
         def one_update(sac_state, xs):
-            batch, rewards, key = xs
-            return self.agent.update(sac_state, batch, rewards, key)
+            batch, rewards, discount, key = xs  # discount None: the one-step target
+            return self.agent.update(sac_state, batch, rewards, key, discount)
+
+        def rewarded(k_rew, obs, next_obs):  # leaves (n_updates, batch, obs_size)
+            return jax.vmap(self.method.reward, in_axes=(None, 0, 0, 0))(
+                state.reward, obs, next_obs, jax.random.split(k_rew, n_updates)
+            )
 
         def run(_):
             k_batch, k_rew, k_upd = jax.random.split(rng, 3)
-            batches = jax.vmap(lambda k: replay_lib.sample(state.replay, k, batch_size))(
-                jax.random.split(k_batch, n_updates)
-            )
+            batch_keys = jax.random.split(k_batch, n_updates)
+            n_step = cfg.sac.n_step
+            if n_step == 1:
+                batches = jax.vmap(lambda k: replay_lib.sample(state.replay, k, batch_size))(
+                    batch_keys
+                )
+            else:  # each of an env's next n - 1 transitions, for n-step targets
+                batches, masks = jax.vmap(
+                    lambda k: replay_lib.sample_sequences(
+                        state.replay, k, batch_size, n_step, cfg.num_envs
+                    )
+                )(batch_keys)
             if self.mesh is not None:  # split every batch (and its meta-NML queries) over data
                 spec = NamedSharding(self.mesh, P(None, sharding_lib.DATA))
                 batches = jax.lax.with_sharding_constraint(batches, spec)
             if cfg.reward_at_collection:
                 rewards = batches.reward
-            else:  # vmapped over the updates: one large computation, batch axis kept sharded
-                rewards = jax.vmap(self.method.reward, in_axes=(None, 0, 0, 0))(
-                    state.reward, batches.obs, batches.next_obs, jax.random.split(k_rew, n_updates)
-                )
+            elif n_step == 1:  # vmapped over the updates: one call, batch axis kept sharded
+                rewards = rewarded(k_rew, batches.obs, batches.next_obs)
+            else:  # every step of every sequence in the same single call
+                flat = lambda x: x.reshape(n_updates, batch_size * n_step, -1)
+                rewards = rewarded(k_rew, flat(batches.obs), flat(batches.next_obs))
+                rewards = rewards.reshape(n_updates, batch_size, n_step)
+            discounts = None
+            if n_step > 1:  # the logged reward_mean stays a per-step mean, not the n-step sum
+                valid = jnp.where(masks > 0, rewards, 0.0)
+                step_reward_mean = cfg.sac.reward_scale * valid.sum() / masks.sum()
+                batches, rewards, discounts = jax.vmap(
+                    replay_lib.n_step_batch, in_axes=(0, 0, 0, None)
+                )(batches, rewards, masks, cfg.sac.gamma)
             keys = jax.random.split(k_upd, n_updates)
-            sac_state, metrics = jax.lax.scan(one_update, state.sac, (batches, rewards, keys))
-            return sac_state, {k: metrics[k].mean() for k in _TRAIN_KEYS}, jnp.ones(())
+            sac_state, metrics = jax.lax.scan(
+                one_update, state.sac, (batches, rewards, discounts, keys)
+            )
+            metrics = {k: metrics[k].mean() for k in _TRAIN_KEYS}
+            if n_step > 1:
+                metrics["reward_mean"] = step_reward_mean
+            return sac_state, metrics, jnp.ones(())
 
         def skip(_):
             return state.sac, {k: jnp.zeros(()) for k in _TRAIN_KEYS}, jnp.zeros(())

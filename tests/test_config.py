@@ -119,6 +119,7 @@ def test_sac_gamma_and_tau():
         ("sac.reward_scale", -1.0, ("sac.reward_scale", "> 0")),
         ("sac.fourier_features", -1, ("sac.fourier_features", "integer >= 0")),
         ("sac.fourier_scale", 0.0, ("sac.fourier_scale", "> 0")),
+        ("sac.n_step", 0, ("sac.n_step=0", "integer >= 1")),
         ("sac.hidden", (), ("sac.hidden", "()")),
         ("sac.hidden", (64, 0), ("sac.hidden", "(64, 0)", ">= 1")),
         ("classifier.reference_size", 7, ("classifier.reference_size", "7", "even")),

@@ -238,3 +238,90 @@ def test_jit_with_donated_buffer_from_eager_init():
     buf = replay.init(6, OBS, ACT)
     buf = _donated_inserts(buf)
     np.testing.assert_array_equal(ids_of(buf.data), [1, 2, 3, 4, 5, 6])
+
+
+def episode_rows(num_envs: int, iterations: int, ends: dict) -> list[Transition]:
+    """Rows as the trainer inserts them: one per env per iteration. Row (t, e) has id
+    100 e + t; `ends[(t, e)]` is "term" or "trunc" for the step that ends an episode."""
+    batches = []
+    for t in range(iterations):
+        ids = np.array([100 * e + t for e in range(num_envs)], np.float32)
+        kind = [ends.get((t, e)) for e in range(num_envs)]
+        batches.append(
+            Transition(
+                obs=jnp.asarray(ids[:, None] * np.ones((1, OBS)), jnp.float32),
+                action=jnp.asarray(-ids[:, None] * np.ones((1, ACT)), jnp.float32),
+                reward=jnp.asarray(ids * 2, jnp.float32),
+                next_obs=jnp.asarray(ids[:, None] + 0.5, jnp.float32) * jnp.ones((1, OBS)),
+                terminated=jnp.asarray([k == "term" for k in kind], jnp.float32),
+                truncated=jnp.asarray([k == "trunc" for k in kind], jnp.float32),
+            )
+        )
+    return batches
+
+
+@pytest.mark.parametrize("capacity", [64, 13])  # 13: the ring wraps, mid-iteration
+def test_sample_sequences_follow_one_env_until_its_episode_ends(capacity):
+    num_envs, iterations, length = 2, 10, 4
+    ends = {(2, 0): "term", (5, 0): "trunc", (3, 1): "trunc", (8, 1): "term"}
+    buf = replay.init(capacity, OBS, ACT)
+    for b in episode_rows(num_envs, iterations, ends):
+        buf = replay.insert(buf, b)
+    seq, mask = replay.sample_sequences(buf, jax.random.PRNGKey(0), 512, length, num_envs)
+    assert seq.obs.shape == (512, length, OBS) and mask.shape == (512, length)
+    starts = set()
+    for ids, m in zip(np.asarray(seq.reward) / 2, np.asarray(mask), strict=True):
+        e, t = divmod(int(ids[0]), 100)
+        starts.add((t, e))
+        expected_valid, stopped = [], False
+        for k in range(length):
+            ok = not stopped and t + k < iterations
+            expected_valid.append(ok)
+            stopped = stopped or ends.get((t + k, e)) is not None
+        np.testing.assert_array_equal(m, np.float32(expected_valid), err_msg=f"start {(t, e)}")
+        valid = np.asarray(expected_valid)
+        np.testing.assert_array_equal(ids[valid], [100 * e + t + k for k in np.flatnonzero(valid)])
+    # only rows still in the buffer start a sequence, and with 512 draws every one of them does
+    kept = [(t, e) for t in range(iterations) for e in range(num_envs)][-capacity:]
+    assert starts == set(kept)
+
+
+def test_sample_sequences_start_rows_are_the_rows_sample_draws():
+    buf = replay.init(50, OBS, ACT)
+    for b in episode_rows(3, 12, {}):
+        buf = replay.insert(buf, b)
+    rng = jax.random.PRNGKey(3)
+    seq, mask = replay.sample_sequences(buf, rng, 64, 3, 3)
+    one = replay.sample(buf, rng, 64)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[:, 0], b), seq, one)
+    assert np.all(np.asarray(mask)[:, 0] == 1)
+
+
+def test_n_step_batch_matches_a_loop():
+    rng = np.random.default_rng(0)
+    b, n, gamma = 32, 4, 0.9
+    seq = Transition(
+        obs=jnp.asarray(rng.normal(size=(b, n, OBS)), jnp.float32),
+        action=jnp.asarray(rng.normal(size=(b, n, ACT)), jnp.float32),
+        reward=jnp.zeros((b, n)),
+        next_obs=jnp.asarray(rng.normal(size=(b, n, OBS)), jnp.float32),
+        terminated=jnp.asarray(rng.random((b, n)) < 0.3, jnp.float32),
+        truncated=jnp.asarray(rng.random((b, n)) < 0.3, jnp.float32),
+    )
+    steps = rng.integers(1, n + 1, size=b)
+    mask = (np.arange(n) < steps[:, None]).astype(np.float32)
+    rewards = rng.normal(size=(b, n)).astype(np.float32)
+    rewards[mask == 0] = np.nan  # invalid steps' rewards (stale rows) must never leak in
+    batch, total, discount = replay.n_step_batch(
+        seq, jnp.asarray(rewards), jnp.asarray(mask), gamma
+    )
+    for i in range(b):
+        m = steps[i]
+        np.testing.assert_allclose(total[i], sum(gamma**k * rewards[i, k] for k in range(m)), 1e-5)
+        term = float(seq.terminated[i, m - 1])
+        np.testing.assert_allclose(discount[i], gamma**m * (1 - term), rtol=1e-6)
+        np.testing.assert_array_equal(batch.next_obs[i], seq.next_obs[i, m - 1])
+        np.testing.assert_array_equal(batch.obs[i], seq.obs[i, 0])
+        np.testing.assert_array_equal(batch.action[i], seq.action[i, 0])
+        assert batch.truncated[i] == seq.truncated[i, m - 1]
+    np.testing.assert_array_equal(batch.reward, total)

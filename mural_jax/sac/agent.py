@@ -85,14 +85,26 @@ class SAC:
         return sample_action(mean, log_std, rng)[0]
 
     def update(
-        self, state: SACState, batch: Transition, rewards: jax.Array, rng: jax.Array
+        self,
+        state: SACState,
+        batch: Transition,
+        rewards: jax.Array,
+        rng: jax.Array,
+        discount: jax.Array | None = None,
     ) -> tuple[SACState, dict[str, jax.Array]]:
-        """One gradient step on critic, actor and temperature, then Polyak-average the targets."""
+        """One gradient step on critic, actor and temperature, then Polyak-average the targets.
+
+        `discount` multiplies V(next_obs) in the critic target; None means the one-step
+        gamma (1 - terminated). n-step batches (`replay.n_step_batch`) pass gamma^m (1 - term.).
+        """
         chex.assert_rank([batch.obs, batch.action], 2)
         chex.assert_shape(rewards, (batch.obs.shape[0],))
         cfg, opt, nets = self.config, self.optimizer, self.nets
         k_q, k_pi = jax.random.split(rng)
         rewards = rewards * cfg.reward_scale
+        if discount is None:
+            discount = cfg.gamma * (1.0 - batch.terminated)
+        chex.assert_shape(discount, (batch.obs.shape[0],))
 
         (q_loss, q_info), q_grads = jax.value_and_grad(losses.critic_loss, has_aux=True)(
             state.q_params,
@@ -101,9 +113,9 @@ class SAC:
             state.log_alpha,
             batch,
             rewards,
+            discount,
             k_q,
             nets=nets,
-            gamma=cfg.gamma,
         )
         q_updates, q_opt = opt.update(q_grads, state.q_opt)
         q_params = optax.apply_updates(state.q_params, q_updates)

@@ -9,14 +9,17 @@ from mural_jax.sac.networks import sample_action
 
 
 def critic_loss(
-    q_params, policy_params, target_q_params, log_alpha, batch, rewards, rng, *, nets, gamma
+    q_params, policy_params, target_q_params, log_alpha, batch, rewards, discount, rng, *, nets
 ):
-    """Mean squared TD error of both Q heads. Termination stops bootstrapping; truncation not."""
+    """Mean squared TD error of both Q heads against rewards + discount * V(next_obs).
+
+    `discount` is gamma (1 - terminated) for one-step targets (termination stops bootstrapping,
+    truncation does not) and gamma^m (1 - terminated) for m-step ones."""
     mean, log_std = nets.policy.apply(policy_params, batch.next_obs)
     next_action, next_logp = sample_action(mean, log_std, rng)
     next_q = nets.q.apply(target_q_params, batch.next_obs, next_action).min(axis=-1)
     next_v = next_q - jnp.exp(log_alpha) * next_logp
-    target = rewards + gamma * (1.0 - batch.terminated) * next_v
+    target = rewards + discount * next_v
     target = jax.lax.stop_gradient(target)
     q = nets.q.apply(q_params, batch.obs, batch.action)
     loss = 0.5 * jnp.mean(jnp.sum((q - target[:, None]) ** 2, axis=-1))
