@@ -104,12 +104,12 @@ def sample_sequences(
 
 def n_step_batch(
     seq: Transition, rewards: jax.Array, mask: jax.Array, gamma: float
-) -> tuple[Transition, jax.Array, jax.Array]:
+) -> tuple[Transition, jax.Array]:
     """Collapse sampled sequences into n-step transitions for the critic.
 
-    Returns the first step's (obs, action) with the last valid step's next_obs and flags, the
-    discounted reward sum sum_k gamma^k r_k over valid steps, and the bootstrap discount
-    gamma^m (1 - terminated) for m valid steps.
+    Returns the first step's (obs, action) with the last valid step's next_obs and flags and,
+    as its reward, the discounted sum sum_k gamma^k r_k over valid steps; and the bootstrap
+    discount gamma^m (1 - terminated) for m valid steps.
     """
     chex.assert_equal_shape([rewards, mask])
     length = mask.shape[1]
@@ -129,4 +129,4 @@ def n_step_batch(
         truncated=pick(seq.truncated),
     )
     discount = gamma**steps * (1.0 - batch.terminated)
-    return batch, batch.reward, discount
+    return batch, discount

@@ -226,9 +226,10 @@ class Trainer:
             if n_step > 1:  # the logged reward_mean stays a per-step mean, not the n-step sum
                 valid = jnp.where(masks > 0, rewards, 0.0)
                 step_reward_mean = cfg.sac.reward_scale * valid.sum() / masks.sum()
-                batches, rewards, discounts = jax.vmap(
-                    replay_lib.n_step_batch, in_axes=(0, 0, 0, None)
-                )(batches, rewards, masks, cfg.sac.gamma)
+                batches, discounts = jax.vmap(replay_lib.n_step_batch, in_axes=(0, 0, 0, None))(
+                    batches, rewards, masks, cfg.sac.gamma
+                )
+                rewards = batches.reward
             keys = jax.random.split(k_upd, n_updates)
             sac_state, metrics = jax.lax.scan(
                 one_update, state.sac, (batches, rewards, discounts, keys)

@@ -312,16 +312,15 @@ def test_n_step_batch_matches_a_loop():
     mask = (np.arange(n) < steps[:, None]).astype(np.float32)
     rewards = rng.normal(size=(b, n)).astype(np.float32)
     rewards[mask == 0] = np.nan  # invalid steps' rewards (stale rows) must never leak in
-    batch, total, discount = replay.n_step_batch(
-        seq, jnp.asarray(rewards), jnp.asarray(mask), gamma
-    )
+    batch, discount = replay.n_step_batch(seq, jnp.asarray(rewards), jnp.asarray(mask), gamma)
     for i in range(b):
         m = steps[i]
-        np.testing.assert_allclose(total[i], sum(gamma**k * rewards[i, k] for k in range(m)), 1e-5)
+        np.testing.assert_allclose(
+            batch.reward[i], sum(gamma**k * rewards[i, k] for k in range(m)), 1e-5
+        )
         term = float(seq.terminated[i, m - 1])
         np.testing.assert_allclose(discount[i], gamma**m * (1 - term), rtol=1e-6)
         np.testing.assert_array_equal(batch.next_obs[i], seq.next_obs[i, m - 1])
         np.testing.assert_array_equal(batch.obs[i], seq.obs[i, 0])
         np.testing.assert_array_equal(batch.action[i], seq.action[i, 0])
         assert batch.truncated[i] == seq.truncated[i, m - 1]
-    np.testing.assert_array_equal(batch.reward, total)
