@@ -317,10 +317,6 @@ def test_kill_and_resume_reaches_the_same_final_state(tmp_path):
     import time
 
     full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
-    main(_ckpt_argv(full))
-    reference = _restore(full)
-    assert int(reference.env_steps) == 1200
-
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "mural_jax.train", *_ckpt_argv(killed, steps=40_000)],
@@ -338,17 +334,26 @@ def test_kill_and_resume_reaches_the_same_final_state(tmp_path):
     saved = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())
     assert saved and saved[-1] >= 800
     rows = list(csv.DictReader(open(os.path.join(killed, "metrics.csv"))))
-    # Lost at most one checkpoint interval of progress.
-    assert int(rows[-1]["env_steps"]) - saved[-1] <= 400 + 200
+    # Lost at most two checkpoint intervals: a chunk's row is logged before its save is
+    # queued, and saves are async, so the last save may still be in flight (orbax waits for it
+    # before queuing the next), but the one before it is committed. Under CPU load this is hit.
+    assert int(rows[-1]["env_steps"]) - saved[-1] <= 2 * 400
 
-    main(["--resume", killed, "--steps", "1200"])
+    # The kill lands wherever the run is (a fast machine may have committed 1200 already), so
+    # the uninterrupted reference runs to one checkpoint interval past the last saved one.
+    target = saved[-1] + 400
+    main(_ckpt_argv(full, steps=target))
+    reference = _restore(full)
+    assert int(reference.env_steps) == target
+
+    main(["--resume", killed, "--steps", str(target)])
     assert len(open(os.path.join(killed, "machines.jsonl")).readlines()) == 2  # start, resume
     resumed = _restore(killed)
-    assert int(resumed.env_steps) == 1200
+    assert int(resumed.env_steps) == target
     for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(reference), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     rows = list(csv.DictReader(open(os.path.join(killed, "metrics.csv"))))
-    assert [int(r["env_steps"]) for r in rows] == list(range(200, 1201, 200))
+    assert [int(r["env_steps"]) for r in rows] == list(range(200, target + 1, 200))
 
 
 def test_checkpoint_from_another_config_or_damaged_is_refused(tmp_path, capsys):
