@@ -324,6 +324,7 @@ def main(argv=None):
         "device": f"{dev.platform}: {dev.device_kind}",
         "cpu_count": os.cpu_count(),
         "machine": log_lib.processor(),
+        "simd": " ".join(log_lib.simd_features()),
         "jax": jax.__version__,
         "command": "python -m benchmarks.run " + " ".join(argv or sys.argv[1:]),
     }
@@ -346,7 +347,7 @@ def main(argv=None):
                 flush=True,
             )
     if "overhead" in only:
-        r = bench_overhead(args.overhead_config, chunks=2)
+        r = bench_overhead(args.overhead_config, chunks=4)
         results["overhead"] = r
         print(
             f"MURAL vs sparse ({args.overhead_config}): sparse {r['sparse_steps_per_s']:.0f} "
@@ -413,10 +414,22 @@ def main(argv=None):
     print("wrote benchmarks/latest.json and docs/benchmarks.md")
 
 
+def _cpu_note(r: dict) -> str:
+    """'; <model>, <widest vector ISA>' for CPU runs: ratios differ between CPU generations."""
+    if not r.get("device", "").startswith("cpu"):
+        return ""
+    flags = r.get("simd", "").split()
+    isa = next(
+        (f for f in ("amx", "avx512", "avx2", "avx") if any(x.startswith(f) for x in flags)), ""
+    )
+    isa = {"amx": "AVX-512 + AMX", "avx512": "AVX-512", "avx2": "AVX2", "avx": "AVX"}.get(isa, "")
+    return "; " + ", ".join(x for x in (r.get("machine", ""), isa) if x)
+
+
 def _append_markdown(r: dict) -> None:
     lines = [
         "",
-        f"## {r['date']} — {r['device']}, {r['cpu_count']} CPUs, jax {r['jax']}",
+        f"## {r['date']} — {r['device']}, {r['cpu_count']} CPUs, jax {r['jax']}{_cpu_note(r)}",
         "",
         f"Command: `{r['command']}`",
         "",

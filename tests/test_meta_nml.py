@@ -35,6 +35,7 @@ def _random_problem(seed, d, hidden, n_query, m):
         (1, 2, (32, 32), 63, 1.0, 0.5, 1 / 32),  # large step: any mistake shows
         (2, 3, (16, 8, 24), 7, 0.5, 2.0, 0.25),
         (3, 5, (40,), 20, 2.0, 1.0, 1.0),
+        (4, 2, (), 10, 1.0, 0.5, 0.5),  # no hidden layer: logistic regression
     ],
 )
 def test_fast_equals_naive_cnml(seed, d, hidden, m, lr, thresh, qw):

@@ -34,6 +34,7 @@ from mural_jax.envs.base import Task
 from mural_jax.rewards import classifier
 from mural_jax.rewards.tasks import (
     cnml_normalise,
+    kernel_weights,
     query_weight,
     reference_set,
     support_weights,
@@ -125,7 +126,7 @@ def cnml_log_likelihoods(
     """
     chex.assert_rank([queries, ref_x], 2)
     ref = support_factors(params, ref_x, ref_y) if ref_factors is None else ref_factors
-    w_ref = jax.vmap(support_weights, in_axes=(0, None, None))(queries, ref_x, thresh)
+    w_ref = kernel_weights(queries, ref_x, thresh)
     w_ref = w_ref * use_refs  # (B, m)
     total = jnp.sum(w_ref, axis=1) + q_weight
     c_ref, c_q = w_ref / total[:, None], q_weight / total
@@ -136,16 +137,30 @@ def cnml_log_likelihoods(
     q_deltas = _backward(params, masks, unit)
     p = jax.nn.softmax(logits).T
     s_q = c_q[:, None] * jnp.stack([label_scale(p, 1), label_scale(p, 0)], axis=1)  # (B, 2)
-    a = jnp.broadcast_to(queries[:, None, :], (queries.shape[0], 2, queries.shape[1]))
-    for i, layer in enumerate(params):
+    # Hidden layers. The first one's input is the query for both labels, so its reference
+    # terms are computed once (label axis of size 1, broadcast against s_q's two labels).
+    a = queries[:, None, :]
+    for i, layer in enumerate(params[:-1]):
         z = a @ layer["w"] + layer["b"]
         coef_ref = c_ref[:, None, :] * (jnp.einsum("bld,md->blm", a, ref.inputs[i]) + 1.0)
         coef_q = s_q * (jnp.einsum("bld,bd->bl", a, q_inputs[i]) + 1.0)
         z = z - lr * (coef_ref @ ref.deltas[i] + coef_q[..., None] * q_deltas[i][:, None, :])
-        a = jax.nn.relu(z) if i < len(params) - 1 else z
-    logp = jax.nn.log_softmax(a)  # (B, label 1 then 0, 2 logits)
-    chex.assert_shape(logp, (queries.shape[0], 2, 2))
-    return logp[:, 0, 1], logp[:, 1, 0]
+        a = jax.nn.relu(z)
+    # Output layer: only the logit difference u = logit_1 - logit_0 matters, and every point's
+    # output error is a multiple e of (1, -1), which moves u by 2 * lr * c * e * (a . r + 1).
+    # So the references' terms fold into one vector per query, v = (c_ref * e) @ R, shared by
+    # both labels, instead of a dot with every reference point per label.
+    last = params[-1]
+    chex.assert_shape(last["w"], (None, 2))
+    ce = c_ref * (ref.deltas[-1][:, 0] - ref.deltas[-1][:, 1]) / 2.0  # (B, m)
+    v = ce @ ref.inputs[-1]  # (B, h)
+    a = jnp.broadcast_to(a, (a.shape[0], 2, a.shape[2]))  # no hidden layers: (B, 1, d)
+    u = a @ (last["w"][:, 1] - last["w"][:, 0]) + (last["b"][1] - last["b"][0])
+    ref_term = jnp.einsum("blh,bh->bl", a, v) + jnp.sum(ce, axis=1)[:, None]
+    q_term = s_q * (jnp.einsum("blh,bh->bl", a, q_inputs[-1]) + 1.0)  # error (1, -1) scaled
+    u = u + 2.0 * lr * (ref_term + q_term)  # (B, label 1 then 0)
+    chex.assert_shape(u, (queries.shape[0], 2))
+    return -jax.nn.softplus(-u[:, 0]), -jax.nn.softplus(u[:, 1])
 
 
 #: fold_in data for a re-initialisation's key (meta-epoch i uses fold_in(rng, i)).
