@@ -118,8 +118,10 @@ def cnml_log_likelihoods(
     """log p_1(1|q) and log p_0(0|q) for queries (B, d) sharing one reference support.
 
     Batched over queries (b) and both labels (l) with explicit axes: every layer is a few
-    GEMMs over the 2B (query, label) rows, never a weight copy. (Nested `vmap`s of the
-    one-query form compute the same thing; XLA compiled them 1.1-1.6x slower on CPU.) The
+    GEMMs over the 2B (query, label) rows (B rows for the first layer, whose input does not
+    depend on the label), never a weight copy; the 2-logit output layer works on the logit
+    difference. (Nested `vmap`s of the one-query form compute the same thing; XLA compiled
+    them 1.1-1.6x slower on CPU.) The
     references' factors are computed once (or passed in as `ref_factors` to share them across
     several calls, e.g. memory chunks). `use_refs=False` adapts on the query alone (the
     original's rule before meta-training).
