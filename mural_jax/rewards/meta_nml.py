@@ -121,10 +121,9 @@ def cnml_log_likelihoods(
     GEMMs over the 2B (query, label) rows (B rows for the first layer, whose input does not
     depend on the label), never a weight copy; the 2-logit output layer works on the logit
     difference. (Nested `vmap`s of the one-query form compute the same thing; XLA compiled
-    them 1.1-1.6x slower on CPU.) The
-    references' factors are computed once (or passed in as `ref_factors` to share them across
-    several calls, e.g. memory chunks). `use_refs=False` adapts on the query alone (the
-    original's rule before meta-training).
+    them 1.1-1.6x slower on CPU.) The references' factors are computed once (or passed in as
+    `ref_factors` to share them across several calls, e.g. memory chunks). `use_refs=False`
+    adapts on the query alone (the original's rule before meta-training).
     """
     chex.assert_rank([queries, ref_x], 2)
     ref = support_factors(params, ref_x, ref_y) if ref_factors is None else ref_factors
@@ -156,7 +155,7 @@ def cnml_log_likelihoods(
     chex.assert_shape(last["w"], (None, 2))
     ce = c_ref * (ref.deltas[-1][:, 0] - ref.deltas[-1][:, 1]) / 2.0  # (B, m)
     v = ce @ ref.inputs[-1]  # (B, h)
-    a = jnp.broadcast_to(a, (a.shape[0], 2, a.shape[2]))  # no hidden layers: (B, 1, d)
+    a = jnp.broadcast_to(a, (a.shape[0], 2, a.shape[2]))  # still (B, 1, d) if no hidden layer
     u = a @ (last["w"][:, 1] - last["w"][:, 0]) + (last["b"][1] - last["b"][0])
     ref_term = jnp.einsum("blh,bh->bl", a, v) + jnp.sum(ce, axis=1)[:, None]
     q_term = s_q * (jnp.einsum("blh,bh->bl", a, q_inputs[-1]) + 1.0)  # error (1, -1) scaled
