@@ -8,6 +8,11 @@ STAMP  := $(VENV)/.installed
 # when ENV names one (the paper's settings for that task); else the quickstart when no ENV is
 # given (`make train`, `make train METHOD=vice STEPS=48000`); else the library defaults for
 # ENV. METHOD, STEPS, SEED and ARGS override the config.
+# ENV is also the POSIX shell's startup-file variable (set in some images), so only a value
+# given on make's command line (`make train ENV=ant_maze`) names a task.
+ifneq ($(origin ENV),command line)
+override ENV :=
+endif
 ifneq ($(CONFIG),)
 TRAIN_CONFIG := $(CONFIG)
 else ifeq ($(ENV),)

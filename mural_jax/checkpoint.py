@@ -20,8 +20,9 @@ import orbax.checkpoint as ocp
 from mural_jax import config as config_lib
 from mural_jax import replay as replay_lib
 
-# Fields that may differ between a checkpoint's run and the run resuming it (they do not change
-# what is computed: the device count only changes the layout, resharded on restore).
+# Fields that may differ between a checkpoint's run and the run resuming it. They do not change
+# what is computed, except that another device count resharding the state changes the order of
+# float reductions (agreement to ~1e-6, not bit-identity).
 RESUMABLE_CHANGES = ("steps", "out", "devices", "checkpoint_keep", "wandb", "wandb_project")
 
 
@@ -81,7 +82,8 @@ def _fill_empty(abstract, restored):
 
 @dataclasses.dataclass
 class Checkpointer:
-    """Save every `every` env steps, keep the last `keep`; asynchronous saves."""
+    """Saves training states (the loop calls `save` every `checkpoint_every` env steps) and
+    keeps the last `keep`; saves are asynchronous."""
 
     directory: str
     keep: int = 3
@@ -121,7 +123,7 @@ class Checkpointer:
                 step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
             ).config
         except Exception as e:  # orbax raises several types for unreadable files
-            raise CheckpointError(f"checkpoint {path} is damaged or unreadable: {e}") from None
+            raise CheckpointError(self._damaged(path, step, e)) from None
         diff = _diff(
             _config_fingerprint(config_lib.to_dict(cfg)),
             _config_fingerprint(_with_new_defaults(saved_cfg)),
@@ -133,12 +135,20 @@ class Checkpointer:
         abstract_rest = abstract_state.replace(replay=None)
         items = {"state": ocp.args.StandardRestore(_drop_empty(abstract_rest))}
         has_replay = os.path.isdir(os.path.join(path, "replay"))
+        if saved_cfg.get("checkpoint_replay", True) and not has_replay:
+            # Saved with its buffer, which is gone: resuming with an empty one would silently
+            # change the run (a run saved without it resumes empty, by its own choice).
+            raise CheckpointError(
+                f"checkpoint {path} was saved with its replay buffer (checkpoint_replay=true) "
+                f"but {os.path.join(path, 'replay')} is missing; restore that folder or resume "
+                "from another checkpoint"
+            )
         if has_replay:
             items["replay"] = ocp.args.StandardRestore(abstract_state.replay)
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as e:
-            raise CheckpointError(f"checkpoint {path} is damaged or unreadable: {e}") from None
+            raise CheckpointError(self._damaged(path, step, e)) from None
         state = _fill_empty(abstract_rest, restored.state)
         if has_replay:
             replay = restored.replay
@@ -148,6 +158,16 @@ class Checkpointer:
                 abstract_state.replay.capacity, shapes.obs.shape[-1], shapes.action.shape[-1]
             )
         return state.replace(replay=jax.tree.map(jax.numpy.asarray, replay))
+
+    def _damaged(self, path: str, step: int, error: Exception) -> str:
+        older = [s for s in self._manager.all_steps() if s < step]
+        hint = (
+            f"; older checkpoints kept: {sorted(older)} (move {path} out of the folder to "
+            "resume from the newest of them)"
+            if older
+            else ""
+        )
+        return f"checkpoint {path} is damaged or unreadable: {error}{hint}"
 
     def wait(self) -> None:
         """Block until queued saves are committed (a finished run waits for its last save)."""

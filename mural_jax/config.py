@@ -49,7 +49,9 @@ class SACConfig:
     #: Steps per critic target: sum of up to n discounted rewards of one env's consecutive
     #: transitions, then gamma^n V (1 = the paper's one-step target). Shorter at episode ends and
     #: at the newest transitions. Values reach a state n times fewer bootstraps from where they
-    #: were earned (a departure; see README). Learned rewards are recomputed for every step.
+    #: were earned (a departure; see README). The sum is uncorrected (no per-step entropy
+    #: terms, no off-policy correction; V at the end is soft). Fresh learned rewards are
+    #: recomputed for every step (stored ones with reward_at_collection).
     n_step: int = 1
 
     def validate(self) -> None:
@@ -186,6 +188,16 @@ class MetaNMLConfig:
             self.tasks_per_epoch % self.tasks_per_step == 0,
             f"a divisor of tasks_per_epoch={self.tasks_per_epoch}",
         )
+        if self.balanced_queries:  # only the replay half of the queries can be moved
+            replay_half = self.num_query_points - self.num_query_points // 2
+            _check(
+                "meta_nml.novel_query_fraction",
+                self.novel_query_fraction,
+                round(self.novel_query_fraction * self.num_query_points) <= replay_half,
+                f"0 <= fraction <= {replay_half / self.num_query_points:g} with balanced_queries "
+                f"(the novel queries come from the replay half of num_query_points="
+                f"{self.num_query_points})",
+            )
 
 
 METHODS = ("sparse", "dense", "vice", "mural")
@@ -258,7 +270,12 @@ class TrainConfig:
             v = getattr(self, name)
             _check(name, v, isinstance(v, int) and v >= 1, "integer >= 1")
         _check("random_steps", self.random_steps, self.random_steps >= 0, "integer >= 0")
-        _check("seed", self.seed, self.seed >= 0, "integer >= 0")
+        _check("seed", self.seed, 0 <= self.seed < 2**32, "integer in 0..2**32 - 1 (PRNG seeds)")
+        for name in ("steps", "random_steps"):  # env steps are counted in int32 on device
+            v = getattr(self, name)
+            _check(
+                name, v, v + self.num_envs < 2**31, f"integer < 2**31 - num_envs={self.num_envs}"
+            )
         ups = self.updates_per_step
         _check("updates_per_step", ups, ups > 0, "> 0")
         _check(
@@ -341,8 +358,18 @@ def _coerce(tp, value, name):
         (elem, *_) = typing.get_args(tp)
         if isinstance(value, str):
             value = [v for v in value.replace("x", ",").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(
+                f"{name}={value!r} is invalid; allowed: a list of {elem.__name__} "
+                f'(JSON [a, b] or "a,b")'
+            )
         return tuple(_coerce(elem, v, name) for v in value)
     if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"{name}={value!r} is invalid; allowed: an object of {tp.__name__} fields "
+                f"({', '.join(f.name for f in dataclasses.fields(tp))})"
+            )
         return from_dict(tp, value, prefix=f"{name}.")
     try:
         if tp is bool:
@@ -408,6 +435,8 @@ def save_json(cfg, path) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         json.dump(to_dict(cfg), f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the rename makes it the file
     os.replace(tmp, path)
 
 

@@ -109,6 +109,7 @@ class MetricsLogger:
         self._columns = None
         self._tb = None
         self._tb_dir = os.path.join(out, "tensorboard")
+        self._resume_at = resume_at
         if resume_at is not None and os.path.exists(self.path):
             with open(self.path, newline="") as f:
                 reader = csv.DictReader(f)
@@ -119,6 +120,8 @@ class MetricsLogger:
                 writer = csv.DictWriter(f, fieldnames=self._columns)
                 writer.writeheader()
                 writer.writerows(rows)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, self.path)
 
     def write(self, metrics: dict[str, float]) -> None:
@@ -135,7 +138,10 @@ class MetricsLogger:
         if self._tb is None:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(self._tb_dir)
+            # On resume, TensorBoard drops the events that the killed run logged past the
+            # checkpoint (they are recomputed), as metrics.csv drops its rows.
+            purge = None if self._resume_at is None else self._resume_at + 1
+            self._tb = SummaryWriter(self._tb_dir, purge_step=purge)
         step = int(metrics["env_steps"])
         for k, v in metrics.items():
             if k != "env_steps":

@@ -19,6 +19,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from mural_jax.config import ConfigError
+
 DATA = "data"
 #: Second mesh axis of seed-batched runs (`jax.vmap` over seeds): each seed on its own devices.
 SEED = "seed"
@@ -38,16 +40,40 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
     env = os.environ
     coordinator = coordinator or next((env[k] for k in _DISTRIBUTED_ENV if k in env), None)
     if coordinator is not None:
+        # Both are required: defaulting them would make every host process 0 of 1.
+        if num_processes is None:
+            num_processes = _env_int("JAX_NUM_PROCESSES", 1)
+        if process_id is None:
+            process_id = _env_int("JAX_PROCESS_ID", 0)
+        if not 0 <= process_id < num_processes:
+            raise ConfigError(
+                f"JAX_PROCESS_ID={process_id} is invalid with JAX_NUM_PROCESSES={num_processes};"
+                f" allowed: 0..{num_processes - 1}"
+            )
         jax.distributed.initialize(
-            coordinator_address=coordinator,
-            num_processes=num_processes or int(env.get("JAX_NUM_PROCESSES", "1")),
-            process_id=process_id if process_id is not None else int(env.get("JAX_PROCESS_ID", 0)),
+            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
         )
         return True
     if env.get("MURAL_JAX_DISTRIBUTED") == "1":  # TPU pod slices / SLURM: auto-detected
         jax.distributed.initialize()
         return True
     return False
+
+
+def _env_int(name: str, minimum: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        raise ConfigError(
+            f"{name} is unset; allowed: an integer >= {minimum}, set on every host with the "
+            "coordinator address (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)"
+        )
+    try:
+        out = int(value)
+    except ValueError:
+        out = minimum - 1
+    if out < minimum:
+        raise ConfigError(f"{name}={value!r} is invalid; allowed: an integer >= {minimum}")
+    return out
 
 
 def make_mesh(num_devices: int = 0) -> Mesh:

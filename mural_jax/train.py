@@ -154,9 +154,13 @@ class Trainer:
             success = self.task.is_success(nxt.obs).astype(jnp.float32)
         else:
             success = jnp.zeros((n,), jnp.float32)
+        finite = [jnp.isfinite(x).all() for x in (transition.obs, action, reward, nxt.obs)]
         episode_stats = {
             "episodes": ended.sum().astype(jnp.float32),
             "episode_success": (success * ended).sum(),
+            # NaN physics would poison the replay (and the next checkpoint) long before a loss
+            # shows it: the collected transitions are watched too.
+            "finite": jnp.stack(finite).all(),
         }
         state = state.replace(
             replay=replay_lib.insert(state.replay, transition),
@@ -260,6 +264,10 @@ class Trainer:
         new["train/updated_iterations"] = sums["train/updated_iterations"] + did
         new["train/episodes"] = sums["train/episodes"] + ep["episodes"]
         new["train/episode_success"] = sums["train/episode_success"] + ep["episode_success"]
+        first = sums["fault/transition"]
+        new["fault/transition"] = jnp.where(
+            ~ep["finite"] & (first < 0), state.env_steps.astype(jnp.float32), first
+        )
         for k, v in reward_info.items():  # latest value from an iteration that retrained
             new["reward/" + k] = jnp.where(epochs > 0, v, sums["reward/" + k])
         # NaN/inf guard: remember the first env step at which each quantity went non-finite.
@@ -277,6 +285,7 @@ class Trainer:
         keys += ["train/updated_iterations", "train/episodes", "train/episode_success"]
         sums = {k: jnp.zeros(()) for k in keys}
         sums.update({"fault/" + k: -jnp.ones(()) for k in _WATCHED if k in _TRAIN_KEYS})
+        sums["fault/transition"] = -jnp.ones(())  # a collected obs, action or reward
         if self.method.learned:
             probe = jax.eval_shape(
                 lambda s: self.method.update(s.reward, s.replay, s.rng, jnp.zeros((), jnp.int32)),
@@ -334,7 +343,9 @@ class Trainer:
         for k, v in self.task.eval_metrics(final).items():
             out["eval/" + k] = v
         if self.method.learned:
-            k_final, k_examples = jax.random.split(rng)
+            # Keys n and n + 1 of rng's stream: split(rng, n)[i] is fold_in(rng, i), so these
+            # are disjoint from the n reset keys above (split(rng) would repeat the first two).
+            k_final, k_examples = jax.random.fold_in(rng, n), jax.random.fold_in(rng, n + 1)
             r = self.method.reward(state.reward, final, final, k_final)
             out["eval/learned_reward"] = r.mean()
             # The reward at the success examples themselves: a reward that has faded at the
@@ -483,7 +494,11 @@ def main(argv: list[str] | None = None) -> str:
     from mural_jax import logging as log_lib
     from mural_jax.checkpoint import Checkpointer, CheckpointError
 
-    sharding_lib.initialize_distributed()  # multi-host jobs only (env variables)
+    try:
+        sharding_lib.initialize_distributed()  # multi-host jobs only (env variables)
+    except config_lib.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     lead = jax.process_index() == 0  # only process 0 writes logs and prints
     try:
         cfg, args = _parse(argv)

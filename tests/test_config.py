@@ -90,7 +90,9 @@ def test_bad_env_lists_envs():
         ("num_envs", -4, ">= 1"),
         ("steps", 0, ">= 1"),
         ("eval_episodes", 0, ">= 1"),
-        ("seed", -1, ">= 0"),
+        ("seed", -1, "0..2**32 - 1"),
+        ("seed", 2**32, "0..2**32 - 1"),  # PRNGKey(2**32) would alias PRNGKey(0)
+        ("steps", 2**31, "< 2**31 - num_envs"),
         ("random_steps", -1, ">= 0"),
         ("updates_per_step", 0.0, "> 0"),
         ("episode_length", 0, ">= 1"),
@@ -131,6 +133,15 @@ def test_sac_gamma_and_tau():
 )
 def test_section_ranges(key, value, fragments):
     check_error(config_lib.replace(BASE, {key: value}), *fragments)
+
+
+def test_novel_queries_must_fit_in_the_replay_half_when_balanced():
+    over = {"meta_nml.balanced_queries": True, "meta_nml.num_query_points": 128}
+    config_lib.replace(BASE, {**over, "meta_nml.novel_query_fraction": 0.5}).validate()
+    bad = config_lib.replace(BASE, {**over, "meta_nml.novel_query_fraction": 0.7})
+    check_error(bad, "meta_nml.novel_query_fraction=0.7", "0.5 with balanced_queries")
+    # Without balancing every query comes from the replay buffer.
+    config_lib.replace(BASE, {"meta_nml.novel_query_fraction": 0.7}).validate()
 
 
 def test_updates_per_step_must_give_whole_updates():
@@ -250,6 +261,21 @@ def test_replace_bad_types_name_the_field(key, value, bad):
     with pytest.raises(ConfigError) as info:
         config_lib.replace(BASE, {key: value})
     assert key in str(info.value) and bad in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "data, fragments",
+    [
+        ({"sac": {"hidden": 256}}, ("sac.hidden=256", "a list of int")),
+        ({"sac": 5}, ("sac=5", "an object of SACConfig fields", "learning_rate")),
+        ({"meta_nml": [1, 2]}, ("meta_nml=[1, 2]", "MetaNMLConfig")),
+    ],
+)
+def test_json_of_the_wrong_shape_names_the_field(data, fragments):
+    with pytest.raises(ConfigError) as info:
+        config_lib.from_dict(TrainConfig, data)
+    for fragment in fragments:
+        assert fragment in str(info.value)
 
 
 @pytest.mark.parametrize("value", ["1000.5", "inf"])

@@ -81,6 +81,22 @@ def test_readme_make_train_command_validates(line, tmp_path):
     _parse(_args_after(dry.stdout.replace("\\\n", " "), "mural_jax.train"))
 
 
+def test_make_train_ignores_the_shells_env_variable():
+    """ENV is also sh's startup-file variable: only `make train ENV=...` names a task."""
+    env = {**os.environ, "ENV": "/etc/shrc"}
+    dry = subprocess.run(
+        ["make", "-n", "-s", "train"], cwd=ROOT, capture_output=True, text=True, env=env
+    )
+    assert dry.returncode == 0, dry.stderr
+    args = _args_after(dry.stdout.replace("\\\n", " "), "mural_jax.train")
+    assert "--env" not in args and args[:2] == ["--config", "quickstart"], args
+    dry = subprocess.run(
+        ["make", "-n", "-s", "train", "ENV=spiral_maze"], cwd=ROOT, capture_output=True, text=True
+    )
+    args = _args_after(dry.stdout.replace("\\\n", " "), "mural_jax.train")
+    assert args[args.index("--env") + 1] == "spiral_maze", args
+
+
 @pytest.mark.parametrize(("doc", "line"), REPRODUCE_LINES)
 def test_documented_reproduction_config_validates(doc, line):
     args = _args_after(line, "experiments.reproduce")

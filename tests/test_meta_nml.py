@@ -239,6 +239,22 @@ def test_update_with_zero_epochs_is_identity_and_compiled_once(toy):
     assert toy["update"]._cache_size() == 1
 
 
+def test_update_reports_the_mean_meta_loss_of_its_epochs(toy):
+    """Two meta-epochs in one update: the same state as two single epochs, and the logged
+    meta_loss is their mean (not only the last epoch's)."""
+    mural, buf, rng = toy["mural"], toy["buf"], jax.random.PRNGKey(11)
+    state, info = toy["update"](toy["state"], buf, rng, 2)
+    s, losses = toy["state"], []
+    epoch = jax.jit(mural.meta_epoch)
+    for i in range(2):
+        s, loss = epoch(s, buf, jax.random.fold_in(rng, i))
+        losses.append(float(loss))
+    assert losses[0] != losses[1]
+    np.testing.assert_allclose(float(info["meta_loss"]), np.mean(losses), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(s), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("balanced", [False, True])
 def test_meta_training_queries_novel_fraction(toy, balanced):
     """novel_query_fraction moves that many replay queries off the data; the rest are unchanged

@@ -123,3 +123,32 @@ def test_four_devices_match_one_and_shard_the_state(tmp_path):
 
 if __name__ == "__main__":
     print(json.dumps(_worker(sys.argv[1])))
+
+
+def test_a_coordinator_without_process_count_or_id_is_a_clear_error(monkeypatch):
+    """Defaulting them would make every host process 0 of 1 (all writing the same --out)."""
+    import pytest
+
+    from mural_jax import sharding as sharding_lib
+    from mural_jax.config import ConfigError
+
+    started = []
+    monkeypatch.setattr(sharding_lib.jax.distributed, "initialize", lambda **k: started.append(k))
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "host0:1234")
+    monkeypatch.delenv("JAX_NUM_PROCESSES", raising=False)
+    monkeypatch.delenv("JAX_PROCESS_ID", raising=False)
+    with pytest.raises(ConfigError, match="JAX_NUM_PROCESSES is unset"):
+        sharding_lib.initialize_distributed()
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
+    with pytest.raises(ConfigError, match="JAX_PROCESS_ID is unset"):
+        sharding_lib.initialize_distributed()
+    monkeypatch.setenv("JAX_PROCESS_ID", "4")
+    with pytest.raises(ConfigError, match=r"JAX_PROCESS_ID=4 is invalid .* allowed: 0\.\.3"):
+        sharding_lib.initialize_distributed()
+    monkeypatch.setenv("JAX_PROCESS_ID", "x")
+    with pytest.raises(ConfigError, match="JAX_PROCESS_ID='x' is invalid"):
+        sharding_lib.initialize_distributed()
+    assert not started
+    monkeypatch.setenv("JAX_PROCESS_ID", "2")
+    assert sharding_lib.initialize_distributed()
+    assert started == [{"coordinator_address": "host0:1234", "num_processes": 4, "process_id": 2}]

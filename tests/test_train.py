@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -358,7 +359,7 @@ def test_kill_and_resume_reaches_the_same_final_state(tmp_path):
 
 def test_checkpoint_from_another_config_or_damaged_is_refused(tmp_path, capsys):
     out = str(tmp_path / "run")
-    main(_ckpt_argv(out, steps=400))
+    main(_ckpt_argv(out, steps=800))
     ckpt_dir = os.path.join(out, "checkpoints")
     before = sorted(os.listdir(ckpt_dir))
     with pytest.raises(SystemExit) as e:
@@ -370,13 +371,13 @@ def test_checkpoint_from_another_config_or_damaged_is_refused(tmp_path, capsys):
     # config) restores while the run keeps the option's default, and is refused otherwise.
     from mural_jax.checkpoint import Checkpointer, CheckpointError
 
-    meta = os.path.join(ckpt_dir, "400", "config", "metadata")
+    meta = os.path.join(ckpt_dir, "800", "config", "metadata")
     with open(meta) as f:
         saved = json.load(f)
     del saved["meta_nml"]["novel_query_fraction"]
     with open(meta, "w") as f:
         json.dump(saved, f)
-    assert int(_restore(out).env_steps) == 400
+    assert int(_restore(out).env_steps) == 800
     cfg = config_lib.load_json(TrainConfig, os.path.join(out, "config.json"))
     cfg = config_lib.replace(cfg, {"meta_nml.novel_query_fraction": 0.5})
     trainer = make_train(cfg)
@@ -384,15 +385,24 @@ def test_checkpoint_from_another_config_or_damaged_is_refused(tmp_path, capsys):
         Checkpointer(ckpt_dir, use_async=False).restore(
             jax.eval_shape(trainer.init, jax.random.PRNGKey(0)), cfg
         )
-    # Damage the latest checkpoint's state files: a clear error, nothing deleted.
-    for root, _, files in os.walk(os.path.join(ckpt_dir, "400", "state")):
+    # Damage the latest checkpoint's state files: a clear error naming the older step to fall
+    # back to, nothing deleted.
+    for root, _, files in os.walk(os.path.join(ckpt_dir, "800", "state")):
         for f in files:
             with open(os.path.join(root, f), "wb") as fh:
                 fh.write(b"garbage")
     with pytest.raises(SystemExit):
-        main(["--resume", out, "--steps", "800"])
-    assert "damaged" in capsys.readouterr().err
+        main(["--resume", out, "--steps", "1200"])
+    err = capsys.readouterr().err
+    assert "damaged" in err and "older checkpoints kept: [400]" in err
     assert sorted(os.listdir(ckpt_dir)) == before
+    # A checkpoint saved with its replay buffer whose replay folder is gone is refused, not
+    # resumed with an empty buffer.
+    shutil.rmtree(os.path.join(ckpt_dir, "800", "replay"))
+    with pytest.raises(SystemExit):
+        main(["--resume", out, "--steps", "1200"])
+    err = capsys.readouterr().err
+    assert "checkpoint_replay=true" in err and "missing" in err
 
 
 def test_nan_is_detected_in_the_scan_and_reported(tmp_path, capsys, monkeypatch):
@@ -413,6 +423,34 @@ def test_nan_is_detected_in_the_scan_and_reported(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert "non-finite" in err and "at env step" in err
     assert "reward_mean" in err or "critic_loss" in err
+
+
+def test_nan_in_the_environment_is_detected_before_it_is_checkpointed(
+    tmp_path, capsys, monkeypatch
+):
+    """NaN physics (here: observations once the agent moves right) stops the run with the env
+    step before any checkpoint holds the poisoned replay; the sparse reward never sees it."""
+    from mural_jax.envs.point_maze import PointMaze
+
+    step = PointMaze.step
+
+    def bad_step(self, state, action):
+        nxt = step(self, state, action)
+        return nxt.replace(obs=jnp.where(nxt.obs[0] > -2.9, jnp.nan, nxt.obs))
+
+    monkeypatch.setattr(PointMaze, "step", bad_step)
+    out = str(tmp_path / "nan_env")
+    argv = _ckpt_argv(out, steps=1200)
+    argv[argv.index("mural")] = "sparse"
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert "non-finite values (" in err and "transition at env step" in err
+    at = int(err.split("transition at env step ")[1].split(")")[0].split(",")[0])
+    ckpts = os.path.join(out, "checkpoints")
+    saved = [int(d) for d in os.listdir(ckpts) if d.isdigit()] if os.path.isdir(ckpts) else []
+    assert all(s < at for s in saved), (saved, at)
 
 
 def test_wandb_is_optional_and_a_missing_package_is_a_clear_error(capsys, monkeypatch):

@@ -219,8 +219,9 @@ class MetaNML:
         """(log p_1(1|q), log p_0(0|q)) for queries (B, d) in classifier space, chunked.
 
         Each chunk of `inference_chunk` queries draws its own random support of
-        support_size - 1 points from the reference pool (the query makes support_size) and
-        runs in bounded memory (chunks run sequentially).
+        support_size - 1 points from the reference pool (the query makes support_size).
+        Chunks run sequentially, so one call's memory is bounded by a chunk; a `vmap` of this
+        (the training loop's, over an iteration's SAC batches) holds one chunk per batch.
         """
         cfg = self.config
         b, d = queries.shape
@@ -305,7 +306,9 @@ class MetaNML:
         from_replay = nq - nq // 2 if cfg.balanced_queries else nq
         novel = min(round(cfg.novel_query_fraction * nq), from_replay)
         if novel:  # the last `novel` replay queries, moved off the data
-            noise = jax.random.normal(jax.random.fold_in(k_q, 1), (novel, queries.shape[1]))
+            # fold_in(rng, 5): its own stream (fold_in(k, i) is split(k, n)[i], so a fold of
+            # k_q would repeat the bits sample_obs draws from k_q).
+            noise = jax.random.normal(jax.random.fold_in(rng, 5), (novel, queries.shape[1]))
             queries = queries.at[nq - novel :].add(cfg.novel_query_scale * noise)
         if cfg.balanced_queries:
             feats = state.success_features
@@ -315,7 +318,8 @@ class MetaNML:
         return queries
 
     def _sample_tasks(self, rng, state, replay, ref_x, ref_y):
-        """tasks_per_epoch (query, label, support) triples from meta_training_queries."""
+        """tasks_per_epoch tasks from meta_training_queries: queries (t, d), labels (t,), and
+        each task's support points (t, m, d) with their labels (t, m)."""
         cfg = self.config
         _, _, k_pick, k_y, k_sup = jax.random.split(rng, 5)
         nq = cfg.num_query_points
@@ -361,7 +365,8 @@ class MetaNML:
         (params, opt_state), losses = jax.lax.scan(
             adam_step, (state.params, state.opt_state), batches
         )
-        perm = jax.random.permutation(jax.random.fold_in(rng, 1), ref_x.shape[0])
+        # The pool's order: a stream of its own (fold_in(rng, 1) would be k_tasks itself).
+        perm = jax.random.permutation(jax.random.fold_in(rng, 2), ref_x.shape[0])
         state = state.replace(
             params=params,
             opt_state=opt_state,
@@ -377,7 +382,8 @@ class MetaNML:
         With reinit_every, an update that reaches a multiple of it first replaces the
         initialisation and its Adam state by fresh ones and runs classifier.initial_epochs
         more meta-epochs, which meta_epochs does not count. The replacement happens inside the
-        first meta-epoch, so iterations that do not meta-train pay nothing for it.
+        first meta-epoch, so iterations that do not meta-train pay nothing for it. The reported
+        meta_loss is the mean over the epochs run (NaN when none ran).
         """
         every, catch_up = self.config.reinit_every, 0
         if every:
@@ -386,12 +392,15 @@ class MetaNML:
             catch_up = jnp.where(due, self.classifier_config.initial_epochs, 0)
 
         def body(i, carry):
-            s, _ = carry
+            s, total = carry
             if every:
                 s = jax.lax.cond(due & (i == 0), lambda s: self._fresh(s, rng), lambda s: s, s)
-            return self.meta_epoch(s, replay, jax.random.fold_in(rng, i))
+            s, loss = self.meta_epoch(s, replay, jax.random.fold_in(rng, i))
+            return s, total + loss
 
-        state, loss = jax.lax.fori_loop(0, epochs + catch_up, body, (state, jnp.full((), jnp.nan)))
+        n = epochs + catch_up
+        state, total = jax.lax.fori_loop(0, n, body, (state, jnp.zeros((), jnp.float32)))
         if every:
             state = state.replace(meta_epochs=state.meta_epochs - catch_up)
+        loss = jnp.where(n > 0, total / jnp.maximum(n, 1), jnp.nan)
         return state, {"meta_loss": loss, "meta_epochs": state.meta_epochs.astype(jnp.float32)}

@@ -68,12 +68,15 @@ class Vice:
         ), loss
 
     def update(self, state, replay, rng, epochs):
-        """`epochs` x steps_per_epoch Adam steps (epochs is traced: usually 0)."""
+        """`epochs` x steps_per_epoch Adam steps (epochs is traced: usually 0). The reported
+        classifier_loss is the mean over the steps run (NaN when none ran)."""
         steps = epochs * self.config.steps_per_epoch
 
         def body(i, carry):
-            s, _ = carry
-            return self._step(s, replay, jax.random.fold_in(rng, i))
+            s, total = carry
+            s, loss = self._step(s, replay, jax.random.fold_in(rng, i))
+            return s, total + loss
 
-        state, loss = jax.lax.fori_loop(0, steps, body, (state, jnp.full((), jnp.nan)))
+        state, total = jax.lax.fori_loop(0, steps, body, (state, jnp.zeros((), jnp.float32)))
+        loss = jnp.where(steps > 0, total / jnp.maximum(steps, 1), jnp.nan)
         return state, {"classifier_loss": loss}
