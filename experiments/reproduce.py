@@ -29,6 +29,7 @@ import numpy as np
 
 from mural_jax import config as config_lib
 from mural_jax import logging as log_lib
+from mural_jax.envs.point_maze import PointMaze
 from mural_jax.train import make_train
 
 
@@ -75,7 +76,9 @@ def run_method(cfg, seeds: int, out: str, mesh=None, resume: bool = False):
                     f.write(",".join(f"{row[c]:.9g}" for c in cols) + "\n")
             os.replace(path + ".tmp", path)
         writers.append(open(path, "a" if start else "w", newline=""))
-    maze = hasattr(trainer.task, "layout") and trainer.method.learned
+    # Reward maps are drawn over a 2D point maze's plane (the ant mazes have layouts too, but
+    # their classifier sees the whole body).
+    maze = isinstance(trainer.task, PointMaze) and trainer.method.learned
     n = trainer.num_chunks
     snap_at = {max(n // 3 - 1, 0), max(2 * n // 3 - 1, 0), n - 1}
     snap_dir = os.path.join(out, "snapshots")
@@ -174,16 +177,29 @@ def read_rows(path: str, up_to: int) -> list[dict[str, float]]:
     return [{k: float(v) for k, v in r.items()} for r in rows if float(r["env_steps"]) <= up_to]
 
 
+def _savez(path: str, **arrays) -> None:
+    """np.savez, atomically: a crash leaves the old file or the new one, never half."""
+    tmp = path[: -len(".npz")] + ".tmp.npz"  # np.savez appends .npz to other names
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
 def _save_snapshot(folder: str, steps, grid, visited, sr) -> None:
     os.makedirs(folder, exist_ok=True)
     xs, ys, r = grid
-    np.savez(os.path.join(folder, f"{steps}.npz"), xs=xs, ys=ys, r=r, visited=visited, sr=sr)
+    _savez(os.path.join(folder, f"{steps}.npz"), xs=xs, ys=ys, r=r, visited=visited, sr=sr)
 
 
 def _load_snapshots(folder: str, at: list[int]) -> list:
     """For each env step in `at`, the saved reward map nearest to it (a resumed run's thirds
     fall between the first run's maps)."""
-    saved = sorted(int(f[:-4]) for f in os.listdir(folder) if f.endswith(".npz"))
+    saved = sorted(int(f[:-4]) for f in os.listdir(folder) if f[:-4].isdigit())
     shots = []
     for step in sorted({min(saved, key=lambda s, t=t: abs(s - t)) for t in at}):
         z = np.load(os.path.join(folder, f"{step}.npz"))
@@ -205,6 +221,46 @@ def bootstrap_ci(x: np.ndarray, n: int = 10_000, seed: int = 0) -> tuple[float, 
     rng = np.random.default_rng(seed)
     means = rng.choice(x, size=(n, len(x)), replace=True).mean(axis=1)
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def confidence_interval(x: np.ndarray) -> tuple[float, float, str]:
+    """95% CI of the mean success over seeds, and its kind.
+
+    When every seed's rate is 0 or 1 (a deterministic policy from a fixed start), the mean is
+    a binomial proportion (solved seeds / seeds) and the exact Clopper-Pearson interval holds:
+    a bootstrap of 3 solved seeds out of 3 would give the empty-width [1, 1]. Otherwise the
+    percentile bootstrap.
+    """
+    x = np.asarray(x, float)
+    if np.all((x == 0) | (x == 1)):
+        from scipy.stats import binomtest
+
+        ci = binomtest(int(x.sum()), len(x)).proportion_ci(0.95, method="exact")
+        return float(ci.low), float(ci.high), "exact"
+    return (*bootstrap_ci(x), "bootstrap")
+
+
+def seed_numbers(run: str, method: str) -> list[int]:
+    """The seed numbers of RUN/METHOD's curves: a pooled run lists them in seeds.json, a run of
+    this tool has config.seed, config.seed + 1, ... (one per curves column)."""
+    listed = os.path.join(run, method, "seeds.json")
+    if os.path.exists(listed):
+        with open(listed) as f:
+            return [int(v) for v in json.load(f)]
+    first = config_lib.load_experiment(os.path.join(run, "config.json")).seed
+    columns = np.load(os.path.join(run, method, "curves.npz"))["env_steps"].shape[1]
+    return list(range(first, first + columns))
+
+
+def _span(seeds: list[int]) -> str:
+    """Seed numbers as ranges: [0, 1, 2, 6, 7, 8] -> "0-2, 6-8"."""
+    runs: list[list[int]] = []
+    for s in sorted(seeds):
+        if runs and s == runs[-1][1] + 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def iqm(x: np.ndarray) -> float:
@@ -247,7 +303,7 @@ def machines_summary(out: str) -> list[str]:
 
 
 def report(out: str, title: str, methods: list[str] | None = None) -> str:
-    """OUT/report.md (final success per method: mean, 95% bootstrap CI, IQM, per seed) and
+    """OUT/report.md (final success per method: mean, 95% CI, IQM, per seed) and
     OUT/success.png (eval success vs env steps, mean +- stderr), from OUT/METHOD/curves.npz."""
     import matplotlib
 
@@ -260,11 +316,13 @@ def report(out: str, title: str, methods: list[str] | None = None) -> str:
     lines = [
         f"# {title}",
         "",
-        "Final eval success rate (deterministic policy) across seeds: mean, 95% bootstrap CI "
-        "of the mean, interquartile mean (IQM), and per seed; final distance to the goal.",
+        "Final eval success rate (deterministic policy) across seeds: mean, 95% CI of the "
+        "mean (exact: Clopper-Pearson on the solved seeds, when every seed's rate is 0 or 1; "
+        "else percentile bootstrap), interquartile mean (IQM), and per seed; final distance "
+        "to the goal.",
         "",
-        "| method | mean | 95% CI | IQM | per seed | final distance |",
-        "|---|---|---|---|---|---|",
+        "| method | seeds | mean | 95% CI | IQM | per seed | final distance |",
+        "|---|---|---|---|---|---|---|",
     ]
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in methods:
@@ -275,11 +333,12 @@ def report(out: str, title: str, methods: list[str] | None = None) -> str:
         ax.plot(steps, mean, label=method)
         ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
         final = sr[-1]
-        lo, hi = bootstrap_ci(final)
+        lo, hi, kind = confidence_interval(final)
         dist = curves["eval.final_distance"][-1]
         lines.append(
-            f"| {method} | {final.mean():.2f} | [{lo:.2f}, {hi:.2f}] | {iqm(final):.2f} | "
-            f"{np.round(final, 2).tolist()} | {dist.mean():.2f} |"
+            f"| {method} | {_span(seed_numbers(out, method))} | {final.mean():.2f} | "
+            f"[{lo:.2f}, {hi:.2f}] {kind} | {iqm(final):.2f} | {np.round(final, 2).tolist()} "
+            f"| {dist.mean():.2f} |"
         )
     ax.set_xlabel("env steps")
     ax.set_ylabel("eval success rate")
@@ -294,8 +353,7 @@ def report(out: str, title: str, methods: list[str] | None = None) -> str:
         lines += ["", "Learned reward over the maze (seed 0):", "", "![reward](reward_heatmap.png)"]
     lines += machines_summary(out)
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(out, "report.md"), "w") as f:
-        f.write(text)
+    _write_text(os.path.join(out, "report.md"), text)
     return text
 
 
@@ -319,9 +377,17 @@ def merge(runs: list[str], out: str) -> str:
         }
         if diff:
             raise SystemExit(f"error: {r} was run with other settings than {runs[0]}: {diff}")
-    pooled = {}
+    pooled, seeds = {}, {}
     for method in methods:
         with_method = [r for r in runs if has(r, method)]
+        # The same seed twice (a forgotten --first-seed) would count one run as two.
+        seeds[method] = [s for r in with_method for s in seed_numbers(r, method)]
+        repeated = sorted({s for s in seeds[method] if seeds[method].count(s) > 1})
+        if repeated:
+            raise SystemExit(
+                f"error: {method}: seed(s) {repeated} appear in more than one of {with_method}; "
+                "allowed: runs of distinct seeds (reproduce --first-seed N)"
+            )
         parts = [np.load(os.path.join(r, method, "curves.npz")) for r in with_method]
         steps = [p["env_steps"][:, 0] for p in parts]
         for r, s in zip(with_method[1:], steps[1:], strict=True):
@@ -335,7 +401,9 @@ def merge(runs: list[str], out: str) -> str:
         pooled[method] = {k: np.concatenate([p[k] for p in parts], axis=1) for k in keys}
     for method, curves in pooled.items():  # everything checked: now write
         os.makedirs(os.path.join(out, method), exist_ok=True)
-        np.savez(os.path.join(out, method, "curves.npz"), **curves)
+        _savez(os.path.join(out, method, "curves.npz"), **curves)
+        with open(os.path.join(out, method, "seeds.json"), "w") as f:
+            json.dump(seeds[method], f)
     config_lib.save_json(configs[0], os.path.join(out, "config.json"))
     with open(os.path.join(out, "machines.jsonl"), "w") as f:  # the sources' records, tagged
         for r in runs:
@@ -449,7 +517,7 @@ def _main(argv=None) -> None:
         results[method], shots = run_method(cfg, seeds, out, mesh, resume=args.resume)
         if shots:
             walls, snapshots[method] = shots
-        np.savez(
+        _savez(
             os.path.join(args.out, method, "curves.npz"),
             **{k.replace("/", "."): v for k, v in results[method].items()},
         )

@@ -100,6 +100,16 @@ def test_layout_rejects_start_in_wall_naming_it():
                       bounds=(-8.0, 8.0))  # fmt: skip
 
 
+def test_success_examples_start_clear_of_walls():
+    """The paper's +0.5 y offset would start one-wall examples with their legs in our arena's
+    top wall (y = 5.5); the layout refuses such offsets and ONE_WALL stops at 0."""
+    import dataclasses
+
+    assert ONE_WALL.example_offset_high == (0.5, 0.0)
+    with pytest.raises(ValueError, match=r"example_clearance=0\.9 of the wall .* y in \[5\.5, 6\]"):
+        dataclasses.replace(ONE_WALL, example_offset_high=(0.5, 0.5))
+
+
 @pytest.mark.parametrize("layout", [ONE_WALL, U_MAZE], ids=["one_wall", "u_maze"])
 def test_oracle_path_goes_around_the_walls(layout):
     field = shortest_path_field(

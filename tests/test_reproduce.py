@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.reproduce import bootstrap_ci, iqm, main
+from experiments.reproduce import bootstrap_ci, confidence_interval, iqm, main
 from mural_jax import config as config_lib
 from tests.test_train import tiny
 
@@ -20,6 +20,18 @@ def test_bootstrap_ci_and_iqm():
     assert 0.0 <= lo < 0.5 < hi <= 1.0
     assert bootstrap_ci(np.full(5, 0.7)) == (0.7, 0.7)
     assert iqm(np.array([0.0, 0.5, 0.5, 1.0, 100.0, -100.0, 0.5, 0.5])) == 0.5
+
+
+def test_solved_or_not_seeds_get_the_exact_binomial_interval():
+    """3 solved seeds of 3 is not certainty: Clopper-Pearson gives [0.29, 1], where a
+    bootstrap of identical values has zero width."""
+    lo, hi, kind = confidence_interval(np.ones(3))
+    assert kind == "exact" and abs(lo - 0.2924) < 1e-4 and hi == 1.0
+    lo, hi, kind = confidence_interval(np.array([1.0] * 11 + [0.0]))
+    assert kind == "exact" and abs(lo - 0.6152) < 1e-4 and abs(hi - 0.9979) < 1e-4
+    lo, hi, kind = confidence_interval(np.array([0.0, 0.0, 0.0]))
+    assert kind == "exact" and lo == 0.0 and abs(hi - 0.7076) < 1e-4
+    assert confidence_interval(np.array([0.5, 1.0, 1.0]))[2] == "bootstrap"
 
 
 def test_reproduce_runs_seeds_vmapped_and_writes_report(tmp_path):
@@ -60,7 +72,14 @@ def test_reproduce_runs_seeds_vmapped_and_writes_report(tmp_path):
     )
     assert np.load(os.path.join(pooled, "mural", "curves.npz"))["eval.success_rate"].shape == (2, 2)
     text = open(os.path.join(pooled, "report.md")).read()
-    assert "| sparse |" in text
+    assert "| sparse | 0-2 |" in text and "| mural | 0-1 |" in text
+    assert json.load(open(os.path.join(pooled, "sparse", "seeds.json"))) == [0, 1, 2]
+    # The same seeds twice (a run pooled with itself, or a pooled run with one of its
+    # sources) are refused, naming the seeds, and nothing is written.
+    for runs in ([out, out], [pooled, more]):
+        with pytest.raises(SystemExit, match=r"seed\(s\) \[.*\] appear in more than one"):
+            main(["--merge", *runs, "--out", str(tmp_path / "twice")])
+        assert not os.path.exists(tmp_path / "twice")
     # The pooled run keeps its sources' machine records, and its report names the machine.
     machines = [json.loads(line) for line in open(os.path.join(pooled, "machines.jsonl"))]
     assert [m["run"] for m in machines] == [out, more]

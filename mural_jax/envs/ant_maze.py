@@ -75,6 +75,9 @@ class AntMazeLayout:
     example_offset_low: tuple[float, float] = (-1.0, -2.0)
     example_offset_high: tuple[float, float] = (0.5, 0.5)
     example_random_steps: int = 10
+    #: The ant's leg reach from the torso centre: success-example starts keep this clear of
+    #: every wall, so no example begins with its feet inside one.
+    example_clearance: float = 0.9
     #: Walls are inflated by this much for the oracle's shortest path (the ant's half-width).
     oracle_margin: float = 0.6
     grid_spacing: float = 0.1
@@ -93,6 +96,19 @@ class AntMazeLayout:
             if inside_any(p, self.boxes(self.oracle_margin)):
                 raise ValueError(
                     f"{name} {getattr(self, name)} lies within {self.oracle_margin} of a wall"
+                )
+        # The rectangle of success-example starts, grown by the legs' reach, touches no wall.
+        lo_xy = np.asarray(self.goal) + np.asarray(self.example_offset_low)
+        hi_xy = np.asarray(self.goal) + np.asarray(self.example_offset_high)
+        c = self.example_clearance
+        for xmin, xmax, ymin, ymax in self.boxes():
+            if (lo_xy[0] - c < xmax and xmin < hi_xy[0] + c
+                    and lo_xy[1] - c < ymax and ymin < hi_xy[1] + c):  # fmt: skip
+                raise ValueError(
+                    f"success-example starts goal + [{self.example_offset_low}, "
+                    f"{self.example_offset_high}] come within example_clearance={c} of the wall "
+                    f"x in [{xmin:g}, {xmax:g}], y in [{ymin:g}, {ymax:g}]; allowed: offsets "
+                    "that keep the legs clear of every wall"
                 )
 
     def boxes(self, margin: float = 0.0) -> np.ndarray:
@@ -148,11 +164,14 @@ def arena_walls(x: tuple[float, float], y: tuple[float, float], t: float = 0.5):
 #: down below the wall and back up; with an open top that is not so (going over the top is
 #: shorter), so we add an arena whose top face is flush with the wall's top end (y = 5.5) and
 #: whose other faces are far (x in [-8, 8], y >= -8): the only way round is the paper's.
+#: The success examples' y offset stops at 0 instead of the paper's +0.5, so that no example
+#: starts with its legs in that top wall (which the paper did not have).
 ONE_WALL = AntMazeLayout(
     walls=((0.0, 1.5, 1.25, 4.0), *arena_walls((-8.0, 8.0), (-8.0, 5.5))),
     start=(-5.5, 4.5),
     goal=(5.5, 4.5),
     bounds=(-9.0, 9.0),
+    example_offset_high=(0.5, 0.0),
 )
 
 _U_ROWS = ("#####", "#...#", "###.#", "#...#", "#####")
