@@ -294,10 +294,23 @@ def test_sac_gets_the_reward_methods_fresh_rewards_of_its_batch(monkeypatch):
 def test_reward_at_collection_stores_learned_rewards(method):
     cfg = tiny(method=method, reward_at_collection=True)
     trainer = make_train(cfg)
-    state, _ = jax.jit(trainer.run_chunk)(trainer.init(jax.random.PRNGKey(2)))
+    state0 = trainer.init(jax.random.PRNGKey(2))
+    state, _ = jax.jit(trainer.run_chunk)(state0)
     stored = np.asarray(state.replay.data.reward[: int(state.replay.size)])
     assert np.all((stored > 0) & (stored < 1))
     assert stored.std() > 0  # learned, not the env's sparse reward (all zeros here)
+    # Rows collected before the first retrain (random_steps = 100) hold the initial reward
+    # state's reward of their own transition (MURAL untrained adapts on the query alone, so
+    # its support draw does not matter).
+    data = state.replay.data
+    first = trainer.method.reward(
+        state0.reward, data.obs[:100], data.next_obs[:100], jax.random.PRNGKey(0)
+    )
+    np.testing.assert_allclose(stored[:100], first, rtol=1e-5, atol=1e-6)
+    later = trainer.method.reward(
+        state0.reward, data.obs[150:200], data.next_obs[150:200], jax.random.PRNGKey(0)
+    )
+    assert not np.allclose(stored[150:200], later, atol=1e-3)  # retrained since
 
 
 def test_whole_run_is_pure_and_vmaps_over_seeds():
