@@ -102,6 +102,30 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def set_aside_after(self, step: int) -> list[str]:
+        """Move the checkpoints newer than `step` out of the way (to ../checkpoints_superseded),
+        so a run resumed from `step` can save its own; nothing is deleted. Returns the new
+        paths."""
+        aside = os.path.join(os.path.dirname(self.directory), "checkpoints_superseded")
+        moved = []
+        for s in [s for s in self.all_steps() if s > step]:
+            dest = os.path.join(aside, str(s))
+            n = 1
+            while os.path.exists(dest):  # an earlier fallback set this step aside already
+                dest, n = os.path.join(aside, f"{s}.{n}"), n + 1
+            os.makedirs(aside, exist_ok=True)
+            os.replace(os.path.join(self.directory, str(s)), dest)
+            moved.append(dest)
+        self.reload()
+        return moved
+
+    def reload(self) -> None:
+        """Re-read the folder's steps (after another process moved some)."""
+        self._manager.reload()
+
     def save(self, step: int, state, cfg) -> None:
         """Queue a save of `state` at `step` (returns once the device arrays are copied)."""
         items = {
@@ -162,8 +186,7 @@ class Checkpointer:
     def _damaged(self, path: str, step: int, error: Exception) -> str:
         older = [s for s in self._manager.all_steps() if s < step]
         hint = (
-            f"; older checkpoints kept: {sorted(older)} (move {path} out of the folder to "
-            "resume from the newest of them)"
+            f"; older checkpoints kept: {sorted(older)} (resume from one with --resume-step STEP)"
             if older
             else ""
         )

@@ -469,8 +469,21 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
         help="continue the run in DIR from its latest checkpoint (flags may only change steps, "
         "devices, checkpoint_keep and the wandb options)",
     )
+    parser.add_argument(
+        "--resume-step",
+        type=int,
+        default=None,
+        metavar="STEP",
+        help="with --resume: continue from this kept checkpoint instead of the latest (e.g. when "
+        "the latest is damaged); newer ones are moved to DIR/checkpoints_superseded",
+    )
     config_lib.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.resume_step is not None and not args.resume:
+        raise config_lib.ConfigError(
+            f"resume_step={args.resume_step} is invalid without --resume; allowed: "
+            "--resume DIR --resume-step STEP"
+        )
     if args.resume and args.config:
         raise config_lib.ConfigError(
             f"config={args.config!r} is invalid with --resume; allowed: none (a resumed run "
@@ -529,7 +542,13 @@ def main(argv: list[str] | None = None) -> str:
         )
         if args.resume:  # restored onto this run's devices (resharded if the count changed)
             abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(cfg.seed))
-            state = ckpt.restore(sharding_lib.with_shardings(abstract, shardings), cfg)
+            step = args.resume_step
+            if step is not None and step not in ckpt.all_steps():
+                raise config_lib.ConfigError(
+                    f"resume_step={step} is invalid for {out}; allowed: a kept checkpoint, one "
+                    f"of {ckpt.all_steps()}"
+                )
+            state = ckpt.restore(sharding_lib.with_shardings(abstract, shardings), cfg, step)
             if int(state.env_steps) >= cfg.steps:
                 raise config_lib.ConfigError(
                     f"steps={cfg.steps} is invalid for resuming {out}: its checkpoint is at "
@@ -537,6 +556,14 @@ def main(argv: list[str] | None = None) -> str:
                 )
             if lead:
                 config_lib.save_json(cfg, os.path.join(out, "config.json"))  # e.g. more steps
+                if step is not None:  # the steps after it belong to the abandoned run
+                    for path in ckpt.set_aside_after(step):
+                        print(f"  set aside {path}")
+            if step is not None and jax.process_count() > 1:  # every host sees the move
+                from jax.experimental import multihost_utils
+
+                multihost_utils.sync_global_devices("mural_jax resume_step")
+                ckpt.reload()
     except (config_lib.ConfigError, CheckpointError, FileExistsError, TaskError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

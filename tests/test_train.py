@@ -551,6 +551,30 @@ def test_checkpoint_keep_and_resuming_without_the_replay_buffer(tmp_path):
     assert int(_restore(out).replay.size) == 0  # never saved, so never restored
 
 
+def test_resume_step_falls_back_to_an_older_checkpoint_and_recomputes_the_rest(tmp_path, capsys):
+    """--resume-step 400 of a run saved at 400, 800 and 1200 (say 1200 was damaged): the newer
+    steps are set aside, not deleted, and the run recomputes them bit for bit."""
+    out = str(tmp_path / "run")
+    main(_ckpt_argv(out, steps=1200))
+    ckpt_dir = os.path.join(out, "checkpoints")
+    assert sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()) == [400, 800, 1200]
+    original = _restore(out)
+    with pytest.raises(SystemExit):
+        main(["--resume", out, "--resume-step", "600", "--steps", "1200"])
+    assert "resume_step=600 is invalid" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--resume-step", "400"])
+    assert "without --resume" in capsys.readouterr().err
+    main(["--resume", out, "--resume-step", "400", "--steps", "1200"])
+    aside = os.path.join(out, "checkpoints_superseded")
+    assert sorted(os.listdir(aside)) == ["1200", "800"]
+    assert sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()) == [400, 800, 1200]
+    for a, b in zip(jax.tree.leaves(_restore(out)), jax.tree.leaves(original), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    rows = list(csv.DictReader(open(os.path.join(out, "metrics.csv"))))
+    assert [int(r["env_steps"]) for r in rows] == list(range(200, 1201, 200))
+
+
 def test_nan_is_detected_in_the_scan_and_reported(tmp_path, capsys, monkeypatch):
     """A reward that turns NaN mid-run stops the run with the quantity and the step."""
     from mural_jax.rewards.oracle import OracleReward
