@@ -575,6 +575,16 @@ def test_resume_step_falls_back_to_an_older_checkpoint_and_recomputes_the_rest(t
     assert [int(r["env_steps"]) for r in rows] == list(range(200, 1201, 200))
 
 
+def _stopped_by_a_fault(out: str, method: str, capsys) -> str:
+    """Run the checkpointing config with `method`; it must stop with exit code 1. Its stderr."""
+    argv = _ckpt_argv(out, steps=1200)
+    argv[argv.index("mural")] = method
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 1
+    return capsys.readouterr().err
+
+
 def test_nan_is_detected_in_the_scan_and_reported(tmp_path, capsys, monkeypatch):
     """A reward that turns NaN mid-run stops the run with the quantity and the step."""
     from mural_jax.rewards.oracle import OracleReward
@@ -584,13 +594,7 @@ def test_nan_is_detected_in_the_scan_and_reported(tmp_path, capsys, monkeypatch)
         return jnp.where(next_obs[:, 0] > -2.9, jnp.nan, r)  # NaN once the agent moves right
 
     monkeypatch.setattr(OracleReward, "reward", bad_reward)
-    out = str(tmp_path / "nan")
-    argv = _ckpt_argv(out, steps=1200)
-    argv[argv.index("mural")] = "dense"
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 1
-    err = capsys.readouterr().err
+    err = _stopped_by_a_fault(str(tmp_path / "nan"), "dense", capsys)
     assert "non-finite" in err and "at env step" in err
     assert "reward_mean" in err or "critic_loss" in err
 
@@ -610,12 +614,7 @@ def test_nan_in_the_environment_is_detected_before_it_is_checkpointed(
 
     monkeypatch.setattr(PointMaze, "step", bad_step)
     out = str(tmp_path / "nan_env")
-    argv = _ckpt_argv(out, steps=1200)
-    argv[argv.index("mural")] = "sparse"
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 1
-    err = capsys.readouterr().err
+    err = _stopped_by_a_fault(out, "sparse", capsys)
     assert "non-finite values (" in err and "transition at env step" in err
     at = int(err.split("transition at env step ")[1].split(")")[0].split(",")[0])
     ckpts = os.path.join(out, "checkpoints")
