@@ -184,9 +184,9 @@ class Checkpointer:
         return state.replace(replay=jax.tree.map(jax.numpy.asarray, replay))
 
     def _damaged(self, path: str, step: int, error: Exception) -> str:
-        older = [s for s in self._manager.all_steps() if s < step]
+        older = [s for s in self.all_steps() if s < step]
         hint = (
-            f"; older checkpoints kept: {sorted(older)} (resume from one with --resume-step STEP)"
+            f"; older checkpoints kept: {older} (resume from one with --resume-step STEP)"
             if older
             else ""
         )
