@@ -280,6 +280,26 @@ def _machine_key(m: dict) -> str:
     )
 
 
+def stability(sr: np.ndarray) -> dict[str, float]:
+    """How well seeds keep what they solved, from eval success curves `sr` (chunks, seeds):
+    seeds that ever succeeded, the mean success over the last tenth of the evaluations, and
+    the evaluations from each seed's first success on that failed ("lapses"). The final
+    evaluation alone counts a seed that solved the task all run and missed the last one as
+    unsolved; these say how often that happens."""
+    chunks, _ = sr.shape
+    ever = (sr > 0).any(0)
+    tail = sr[chunks - max(1, chunks // 10) :].mean()
+    after = np.arange(chunks)[:, None] >= np.argmax(sr > 0, axis=0)[None, :]
+    after &= ever[None, :]
+    return {
+        "ever_solved": int(ever.sum()),
+        "seeds": int(sr.shape[1]),
+        "last_tenth_mean": float(tail),
+        "lapses": int((after & (sr == 0)).sum()),
+        "evals_after_first_success": int(after.sum()),
+    }
+
+
 def machines_summary(out: str) -> list[str]:
     """Report lines on the machines in OUT/machines.jsonl: each distinct one and how many
     starts or resumes ran on it (a pooled run lists its sources'); none if there is no record."""
@@ -324,6 +344,15 @@ def report(out: str, title: str, methods: list[str] | None = None) -> str:
         "| method | seeds | mean | 95% CI | IQM | per seed | final distance |",
         "|---|---|---|---|---|---|---|",
     ]
+    steadiness = [
+        "",
+        "Whether solved seeds stay solved: seeds that succeeded in any evaluation, the mean "
+        "success over the last tenth of the evaluations, and the evaluations from a seed's "
+        "first success on that failed (lapses).",
+        "",
+        "| method | ever solved | last-tenth mean | lapses after first success |",
+        "|---|---|---|---|",
+    ]
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in methods:
         curves = np.load(os.path.join(out, method, "curves.npz"))
@@ -340,6 +369,11 @@ def report(out: str, title: str, methods: list[str] | None = None) -> str:
             f"[{lo:.2f}, {hi:.2f}] {kind} | {iqm(final):.2f} | {np.round(final, 2).tolist()} "
             f"| {dist.mean():.2f} |"
         )
+        st = stability(sr)
+        steadiness.append(
+            f"| {method} | {st['ever_solved']} of {st['seeds']} | {st['last_tenth_mean']:.2f} | "
+            f"{st['lapses']} of {st['evals_after_first_success']} |"
+        )
     ax.set_xlabel("env steps")
     ax.set_ylabel("eval success rate")
     ax.set_ylim(-0.05, 1.05)
@@ -348,6 +382,7 @@ def report(out: str, title: str, methods: list[str] | None = None) -> str:
     fig.tight_layout()
     fig.savefig(os.path.join(out, "success.png"), dpi=100)
     plt.close(fig)
+    lines += steadiness
     lines += ["", "![success rate](success.png)"]
     if os.path.exists(os.path.join(out, "reward_heatmap.png")):
         lines += ["", "Learned reward over the maze (seed 0):", "", "![reward](reward_heatmap.png)"]

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.reproduce import bootstrap_ci, confidence_interval, iqm, main
+from experiments.reproduce import bootstrap_ci, confidence_interval, iqm, main, stability
 from mural_jax import config as config_lib
 from tests.test_train import tiny
 
@@ -34,6 +34,20 @@ def test_solved_or_not_seeds_get_the_exact_binomial_interval():
     assert confidence_interval(np.array([0.5, 1.0, 1.0]))[2] == "bootstrap"
 
 
+def test_stability_counts_lapses_after_first_success():
+    # 10 evaluations of 3 seeds: seed 0 solves at eval 2 and lapses at evals 5 and 9 (the
+    # final one); seed 1 never solves; seed 2 solves from eval 8 on.
+    sr = np.zeros((10, 3))
+    sr[2:, 0] = 1.0
+    sr[[5, 9], 0] = 0.0
+    sr[8:, 2] = 1.0
+    st = stability(sr)
+    assert st["ever_solved"] == 2 and st["seeds"] == 3
+    assert st["evals_after_first_success"] == 8 + 2
+    assert st["lapses"] == 2
+    assert st["last_tenth_mean"] == pytest.approx(1 / 3)  # the last eval: 0, 0, 1
+
+
 def test_reproduce_runs_seeds_vmapped_and_writes_report(tmp_path):
     cfg_path = tmp_path / "tiny.json"
     with open(cfg_path, "w") as f:
@@ -49,6 +63,7 @@ def test_reproduce_runs_seeds_vmapped_and_writes_report(tmp_path):
     assert curves["eval.success_rate"].shape == (2, 2)  # (chunks, seeds)
     text = open(os.path.join(out, "report.md")).read()
     assert "| mural |" in text and "| sparse |" in text and "95% CI" in text and "IQM" in text
+    assert "lapses after first success" in text
     for fig in ("success.png", "reward_heatmap.png"):
         assert os.path.getsize(os.path.join(out, fig)) > 1000
 
