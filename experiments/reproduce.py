@@ -280,7 +280,7 @@ def _machine_key(m: dict) -> str:
     )
 
 
-def stability(sr: np.ndarray) -> dict[str, float]:
+def stability(sr: np.ndarray) -> dict[str, int | float]:
     """How well seeds keep what they solved, from eval success curves `sr` (chunks, seeds):
     seeds that ever succeeded, the mean success over the last tenth of the evaluations, and
     the evaluations from each seed's first success on that failed ("lapses"). The final
@@ -323,7 +323,7 @@ def machines_summary(out: str) -> list[str]:
 
 
 def report(out: str, title: str, methods: list[str] | None = None) -> str:
-    """OUT/report.md (final success per method: mean, 95% CI, IQM, per seed) and
+    """OUT/report.md (final success per method: mean, 95% CI, IQM, per seed; `stability`) and
     OUT/success.png (eval success vs env steps, mean +- stderr), from OUT/METHOD/curves.npz."""
     import matplotlib
 
