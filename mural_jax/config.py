@@ -231,6 +231,15 @@ class TrainConfig:
     #: Store the learned reward once at collection, as the original did (default: recompute
     #: on every sampled batch with the current classifier).
     reward_at_collection: bool = False
+    #: With reward_at_collection: after every retraining of the reward, recompute the stored
+    #: reward of every transition in the replay with the new classifier. Between retrainings the
+    #: learned reward is a fixed function (same parameters, same reference pool), so every
+    #: sampled reward is then current, as fresh ones are; only the random support draw of a
+    #: transition is shared by its samplings within one retraining period. It costs one query
+    #: per stored transition per retraining instead of one per sampled transition and step.
+    relabel_rewards: bool = False
+    #: Transitions per relabelling call (a loop over the filled part of the replay).
+    relabel_chunk: int = 8192
     out: str | None = None
     #: Save the whole training state every this many env steps (at the first chunk boundary at
     #: or after each multiple; 0: only at the end).
@@ -317,6 +326,20 @@ class TrainConfig:
             self.classifier.update_every >= self.num_envs,
             f">= num_envs={self.num_envs} (one retraining per iteration at most)",
         )
+        if self.relabel_rewards:
+            _check(
+                "relabel_rewards",
+                self.relabel_rewards,
+                self.reward_at_collection,
+                "False unless reward_at_collection=True (it refreshes stored rewards)",
+            )
+            _check(
+                "method",
+                self.method,
+                self.method in ("vice", "mural"),
+                "vice | mural with relabel_rewards=True (sparse and dense rewards never go stale)",
+            )
+        _check("relabel_chunk", self.relabel_chunk, self.relabel_chunk >= 1, "integer >= 1")
         _check("devices", self.devices, self.devices >= 0, "0 (all devices) or a count >= 1")
         if self.episode_length is not None:
             _check("episode_length", self.episode_length, self.episode_length >= 1, ">= 1")

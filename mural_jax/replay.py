@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import chex
 import flax.struct
 import jax
@@ -130,3 +132,34 @@ def n_step_batch(
     )
     discount = gamma**steps * (1.0 - batch.terminated)
     return batch, discount
+
+
+def relabel(
+    buffer: ReplayBuffer,
+    reward_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
+    rng: jax.Array,
+    chunk: int,
+) -> ReplayBuffer:
+    """Recompute the stored reward of every valid transition: reward_fn(obs, next_obs, key).
+
+    A loop over the filled rows (valid rows are 0..size-1: the ring only wraps once full),
+    `chunk` rows per call with key fold_in(rng, i), so the cost follows `size`, not capacity.
+    The last chunk is shifted back to end at the capacity when it would run past it (its
+    overlap is simply recomputed); rows at or beyond `size` keep their reward.
+    """
+    cap = buffer.capacity
+    chunk = min(chunk, cap)
+    n_chunks = (buffer.size + chunk - 1) // chunk
+
+    def body(i, rewards):
+        start = jnp.minimum(i * chunk, cap - chunk)
+        take = lambda x: jax.lax.dynamic_slice_in_dim(x, start, chunk)
+        key = jax.random.fold_in(rng, i)
+        new = reward_fn(take(buffer.data.obs), take(buffer.data.next_obs), key)
+        chex.assert_shape(new, (chunk,))
+        valid = start + jnp.arange(chunk) < buffer.size
+        new = jnp.where(valid, new.astype(rewards.dtype), take(rewards))
+        return jax.lax.dynamic_update_slice_in_dim(rewards, new, start, 0)
+
+    rewards = jax.lax.fori_loop(0, n_chunks, body, buffer.data.reward)
+    return buffer.replace(data=buffer.data.replace(reward=rewards))

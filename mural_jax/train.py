@@ -59,6 +59,8 @@ _TRAIN_KEYS = (
     "reward_mean",
 )
 
+#: fold_in data for the relabelling key (the retraining's own key is left as it was).
+_RELABEL_STREAM = 0x4E1A
 
 # Quantities checked for NaN/inf inside the scan (the first bad env step is reported).
 _WATCHED = ("critic_loss", "actor_loss", "alpha_loss", "reward_mean", "meta_loss",
@@ -184,7 +186,16 @@ class Trainer:
             first, ccfg.initial_epochs, jnp.where(scheduled, ccfg.epochs_per_update, 0)
         )
         reward_state, info = self.method.update(state.reward, state.replay, rng, epochs)
-        return state.replace(reward=reward_state), info, epochs
+        replay = state.replay
+        if cfg.relabel_rewards:  # stored rewards follow every retraining (see the config)
+
+            def relabel(buffer):
+                reward_fn = lambda o, n, k: self.method.reward(reward_state, o, n, k)
+                key = jax.random.fold_in(rng, _RELABEL_STREAM)
+                return replay_lib.relabel(buffer, reward_fn, key, cfg.relabel_chunk)
+
+            replay = jax.lax.cond(epochs > 0, relabel, lambda buffer: buffer, replay)
+        return state.replace(reward=reward_state, replay=replay), info, epochs
 
     def _sac_updates(self, state: TrainState, rng: jax.Array):
         """The iteration's SAC updates. The reward state is fixed within an iteration, so all

@@ -380,3 +380,24 @@ def test_parse_args_unknown_flag_exits(capsys):
         parse_args(["--no-such-flag", "1"])
     assert info.value.code == 2
     assert "--no-such-flag" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "over, fragments",
+    [
+        ({"relabel_rewards": True}, ("relabel_rewards=True", "reward_at_collection=True")),
+        (
+            {"relabel_rewards": True, "reward_at_collection": True, "method": "sparse"},
+            ("method='sparse'", "vice | mural"),
+        ),
+        ({"relabel_chunk": 0}, ("relabel_chunk=0", ">= 1")),
+    ],
+)
+def test_relabel_rewards_needs_stored_learned_rewards(over, fragments):
+    with pytest.raises(ConfigError) as info:
+        config_lib.replace(BASE, over).validate()
+    assert all(f in str(info.value) for f in fragments)
+    ok = config_lib.replace(
+        BASE, {"relabel_rewards": True, "reward_at_collection": True, "method": "vice"}
+    )
+    assert ok.validate().relabel_rewards and parse_args(["--relabel-rewards", "--reward-at-collection"])

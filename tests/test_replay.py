@@ -324,3 +324,36 @@ def test_n_step_batch_matches_a_loop():
         np.testing.assert_array_equal(batch.obs[i], seq.obs[i, 0])
         np.testing.assert_array_equal(batch.action[i], seq.action[i, 0])
         assert batch.truncated[i] == seq.truncated[i, m - 1]
+
+
+@pytest.mark.parametrize("filled", [0, 5, 23, 37, 40, 45])
+def test_relabel_recomputes_only_the_filled_rows(filled):
+    """Capacity 40 in chunks of 16 (which do not divide it): every valid row gets
+    reward_fn of its own transition, with its chunk's key; rows past `size` keep theirs."""
+    buf = replay.init(40, OBS, ACT)
+    if filled:
+        buf = replay.insert(buf, make_batch(np.arange(min(filled, 40))))
+    if filled > 40:
+        buf = replay.insert(buf, make_batch(np.arange(40, filled)))
+    rng = jax.random.PRNGKey(3)
+    calls = []
+
+    def reward_fn(obs, next_obs, key):
+        calls.append(1)  # traced once per compile
+        chunk_id = jax.random.uniform(key)  # which key a row was relabelled with
+        return next_obs[:, 0] - obs[:, 0] + chunk_id  # 1000 + the chunk's draw
+
+    out = jax.jit(lambda b: replay.relabel(b, reward_fn, rng, 16))(buf)
+    size = int(buf.size)
+    new, old = np.asarray(out.data.reward), np.asarray(buf.data.reward)
+    np.testing.assert_array_equal(new[size:], old[size:])
+    draws = [float(jax.random.uniform(jax.random.fold_in(rng, i))) for i in range(3)]
+    want = 1000 + np.array([draws[0]] * 16 + [draws[1]] * 24, np.float32)
+    if size > 32:  # a third chunk, shifted back to rows 24-39 (it recomputes 24-31)
+        want[24:] = 1000 + draws[2]
+    np.testing.assert_allclose(new[:size], want[:size], rtol=1e-6)
+    # Everything else in the buffer is untouched.
+    for name in ("obs", "action", "next_obs", "terminated", "truncated"):
+        np.testing.assert_array_equal(getattr(out.data, name), getattr(buf.data, name))
+    assert int(out.size) == size and int(out.position) == int(buf.position)
+    assert len(calls) == 1

@@ -313,6 +313,35 @@ def test_reward_at_collection_stores_learned_rewards(method):
     assert not np.allclose(stored[150:200], later, atol=1e-3)  # retrained since
 
 
+@pytest.mark.parametrize("method", ["vice", "mural"])
+def test_relabel_rewards_keeps_stored_rewards_current(method):
+    """With relabel_rewards every stored reward is the current classifier's after each
+    retraining; without it the rows collected before the last retraining are stale."""
+    kw = dict(method=method, reward_at_collection=True, relabel_chunk=48)
+    trainer = make_train(tiny(relabel_rewards=True, **kw))
+    stale = make_train(tiny(**kw))
+    state0 = trainer.init(jax.random.PRNGKey(2))
+    run = jax.jit(trainer.run_chunk)
+    state, _ = run(state0)
+    state, _ = run(state)  # 400 steps: retrained at 100 (initial), 200, 300 and 400
+    assert run._cache_size() == 1
+    old, _ = jax.jit(stale.run_chunk)(*jax.jit(stale.run_chunk)(state0)[:1])
+    data, size = state.replay.data, int(state.replay.size)
+    assert size == 400
+    current = trainer.method.reward(
+        state.reward, data.obs[:size], data.next_obs[:size], jax.random.PRNGKey(9)
+    )
+    stored = np.asarray(data.reward[:size])
+    if method == "vice":  # a deterministic reward: exactly the current one
+        np.testing.assert_allclose(stored, current, rtol=1e-5, atol=1e-6)
+    else:  # up to the random support draw (63 of the 64-point pool)
+        np.testing.assert_allclose(stored, current, atol=0.03)
+    # Stored once: the rows collected before the last retraining are not the current reward.
+    d = old.replay.data
+    now = trainer.method.reward(old.reward, d.obs[:300], d.next_obs[:300], jax.random.PRNGKey(9))
+    assert np.abs(np.asarray(d.reward[:300]) - np.asarray(now)).max() > 0.1
+
+
 def test_whole_run_is_pure_and_vmaps_over_seeds():
     trainer = make_train(tiny(steps=200, eval_every=200))
     run = jax.jit(jax.vmap(trainer.train))
