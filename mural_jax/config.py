@@ -238,7 +238,8 @@ class TrainConfig:
     #: transition is shared by its samplings within one retraining period. It costs one query
     #: per stored transition per retraining instead of one per sampled transition and step.
     relabel_rewards: bool = False
-    #: Transitions per relabelling call (a loop over the filled part of the replay).
+    #: Transitions per relabelling step (a loop over the filled part of the replay; split over
+    #: the data-parallel devices, each relabelling the rows it holds).
     relabel_chunk: int = 8192
     out: str | None = None
     #: Save the whole training state every this many env steps (at the first chunk boundary at

@@ -139,27 +139,38 @@ def relabel(
     reward_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
     rng: jax.Array,
     chunk: int,
+    groups: int = 1,
 ) -> ReplayBuffer:
     """Recompute the stored reward of every valid transition: reward_fn(obs, next_obs, key).
 
-    A loop over the filled rows (valid rows are 0..size-1: the ring only wraps once full),
-    `chunk` rows per call with key fold_in(rng, i), so the cost follows `size`, not capacity.
-    The last chunk is shifted back to end at the capacity when it would run past it (its
-    overlap is simply recomputed); rows at or beyond `size` keep their reward.
+    The rows are viewed as `groups` contiguous blocks (the data-parallel devices' shards, so
+    each device relabels its own rows); a loop takes `chunk` rows of every block per step,
+    vmapping reward_fn over the blocks with key fold_in(fold_in(rng, step), block). The loop
+    covers only the filled rows (valid rows are 0..size-1: the ring wraps only once full), so
+    the cost follows `size`, not the capacity. A block's last chunk is shifted back to end at
+    the block's end when it would run past it (the overlap is recomputed); rows at or beyond
+    `size` keep their reward.
     """
     cap = buffer.capacity
-    chunk = min(chunk, cap)
-    n_chunks = (buffer.size + chunk - 1) // chunk
+    if cap % groups:
+        raise ValueError(f"relabel: capacity {cap} is not divisible by groups={groups}")
+    block = cap // groups
+    chunk = min(chunk, block)
+    n_steps = (jnp.minimum(buffer.size, block) + chunk - 1) // chunk
+    blocks = lambda x: x.reshape(groups, block, *x.shape[1:])
+    obs, next_obs = blocks(buffer.data.obs), blocks(buffer.data.next_obs)
+    row = jnp.arange(groups)[:, None] * block + jnp.arange(chunk)[None, :]
 
     def body(i, rewards):
-        start = jnp.minimum(i * chunk, cap - chunk)
-        take = lambda x: jax.lax.dynamic_slice_in_dim(x, start, chunk)
-        key = jax.random.fold_in(rng, i)
-        new = reward_fn(take(buffer.data.obs), take(buffer.data.next_obs), key)
-        chex.assert_shape(new, (chunk,))
-        valid = start + jnp.arange(chunk) < buffer.size
-        new = jnp.where(valid, new.astype(rewards.dtype), take(rewards))
-        return jax.lax.dynamic_update_slice_in_dim(rewards, new, start, 0)
+        start = jnp.minimum(i * chunk, block - chunk)
+        take = lambda x: jax.lax.dynamic_slice_in_dim(x, start, chunk, axis=1)
+        keys = jax.vmap(lambda g: jax.random.fold_in(jax.random.fold_in(rng, i), g))(
+            jnp.arange(groups)
+        )
+        new = jax.vmap(reward_fn)(take(obs), take(next_obs), keys)
+        chex.assert_shape(new, (groups, chunk))
+        new = jnp.where(row + start < buffer.size, new.astype(rewards.dtype), take(rewards))
+        return jax.lax.dynamic_update_slice_in_dim(rewards, new, start, axis=1)
 
-    rewards = jax.lax.fori_loop(0, n_chunks, body, buffer.data.reward)
-    return buffer.replace(data=buffer.data.replace(reward=rewards))
+    rewards = jax.lax.fori_loop(0, n_steps, body, blocks(buffer.data.reward))
+    return buffer.replace(data=buffer.data.replace(reward=rewards.reshape(cap)))

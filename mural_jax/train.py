@@ -189,10 +189,12 @@ class Trainer:
         replay = state.replay
         if cfg.relabel_rewards:  # stored rewards follow every retraining (see the config)
 
-            def relabel(buffer):
+            def relabel(buffer):  # one block of rows per data-parallel device
                 reward_fn = lambda o, n, k: self.method.reward(reward_state, o, n, k)
                 key = jax.random.fold_in(rng, _RELABEL_STREAM)
-                return replay_lib.relabel(buffer, reward_fn, key, cfg.relabel_chunk)
+                groups = 1 if self.mesh is None else self.mesh.shape[sharding_lib.DATA]
+                chunk = max(1, cfg.relabel_chunk // groups)
+                return replay_lib.relabel(buffer, reward_fn, key, chunk, groups)
 
             replay = jax.lax.cond(epochs > 0, relabel, lambda buffer: buffer, replay)
         return state.replace(reward=reward_state, replay=replay), info, epochs

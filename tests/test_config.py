@@ -400,4 +400,6 @@ def test_relabel_rewards_needs_stored_learned_rewards(over, fragments):
     ok = config_lib.replace(
         BASE, {"relabel_rewards": True, "reward_at_collection": True, "method": "vice"}
     )
-    assert ok.validate().relabel_rewards and parse_args(["--relabel-rewards", "--reward-at-collection"])
+    assert ok.validate().relabel_rewards
+    cli = parse_args(["--method", "vice", "--relabel-rewards", "--reward-at-collection"])
+    assert cli.relabel_rewards is True and cli.reward_at_collection is True

@@ -347,7 +347,8 @@ def test_relabel_recomputes_only_the_filled_rows(filled):
     size = int(buf.size)
     new, old = np.asarray(out.data.reward), np.asarray(buf.data.reward)
     np.testing.assert_array_equal(new[size:], old[size:])
-    draws = [float(jax.random.uniform(jax.random.fold_in(rng, i))) for i in range(3)]
+    key = lambda i: jax.random.fold_in(jax.random.fold_in(rng, i), 0)  # step i, block 0
+    draws = [float(jax.random.uniform(key(i))) for i in range(3)]
     want = 1000 + np.array([draws[0]] * 16 + [draws[1]] * 24, np.float32)
     if size > 32:  # a third chunk, shifted back to rows 24-39 (it recomputes 24-31)
         want[24:] = 1000 + draws[2]
@@ -357,3 +358,25 @@ def test_relabel_recomputes_only_the_filled_rows(filled):
         np.testing.assert_array_equal(getattr(out.data, name), getattr(buf.data, name))
     assert int(out.size) == size and int(out.position) == int(buf.position)
     assert len(calls) == 1
+
+
+def test_relabel_in_blocks_relabels_each_block_on_its_own():
+    """groups=2 over capacity 40 holding 30 rows: block 0 (rows 0-19) is full, block 1
+    (rows 20-39) holds 10; chunks of 8 per block with the shifted last chunk."""
+    buf = replay.insert(replay.init(40, OBS, ACT), make_batch(np.arange(30)))
+    rng = jax.random.PRNGKey(4)
+
+    def reward_fn(obs, next_obs, key):
+        return next_obs[:, 0] - obs[:, 0] + jax.random.uniform(key)
+
+    out = replay.relabel(buf, reward_fn, rng, 8, groups=2)
+    key = lambda i, g: jax.random.fold_in(jax.random.fold_in(rng, i), g)
+    d = [[float(jax.random.uniform(key(i, g))) for g in range(2)] for i in range(3)]
+    want = np.zeros(40, np.float32)
+    want[:20] = 1000 + np.array([d[0][0]] * 8 + [d[1][0]] * 4 + [d[2][0]] * 8)
+    want[20:36] = 1000 + np.array([d[0][1]] * 8 + [d[1][1]] * 4 + [d[2][1]] * 4)
+    new = np.asarray(out.data.reward)
+    np.testing.assert_allclose(new[:30], want[:30], rtol=1e-6)
+    np.testing.assert_array_equal(new[30:], np.asarray(buf.data.reward)[30:])
+    with pytest.raises(ValueError, match="groups=3"):
+        replay.relabel(buf, reward_fn, rng, 8, groups=3)

@@ -89,6 +89,24 @@ def _worker(tmp: str) -> dict:
         np.asarray(seeds_out["mesh"].replay.data.obs[0]),
         np.asarray(seeds_out["mesh"].replay.data.obs[1]),
     )
+    # Relabelled stored rewards: each device relabels its own rows; VICE's reward is
+    # deterministic, so 1 and 4 devices store the same rewards (up to reduction order).
+    relabelled = {}
+    vice = dataclasses.replace(
+        cfg, method="vice", steps=cfg.eval_every, reward_at_collection=True, relabel_rewards=True
+    )
+    for n in (1, 4):
+        trainer = make_train(vice, sharding_lib.make_mesh(n))
+        init, run_chunk, _ = trainer.compiled()
+        state, _ = run_chunk(init(jax.random.PRNGKey(0)))
+        relabelled[n] = state.replay.data.reward
+        data = state.replay.data
+        now = trainer.method.reward(state.reward, data.obs, data.next_obs, jax.random.PRNGKey(1))
+        out[f"relabel_current_{n}"] = float(np.max(np.abs(np.asarray(now - data.reward)[:200])))
+    out["relabel_devices"] = len({s.device for s in relabelled[4].addressable_shards})
+    out["relabel_diff"] = float(
+        np.max(np.abs(np.asarray(relabelled[1]) - np.asarray(relabelled[4])))
+    )
     out["replay_equal"] = bool(
         np.allclose(
             np.asarray(finals[1].replay.data.obs), np.asarray(finals[4].replay.data.obs), atol=1e-4
@@ -119,6 +137,10 @@ def test_four_devices_match_one_and_shard_the_state(tmp_path):
     assert r["seed_cache_size"] == 1 and r["seed_metric_shape"] == [2]
     assert r["seed_max_param_diff"] < 5e-5, r
     assert r["seeds_differ"]
+    # Relabelling on 4 devices: rows stay sharded, every stored reward is current, as on 1.
+    assert r["relabel_devices"] == 4, r
+    assert r["relabel_current_1"] < 1e-5 and r["relabel_current_4"] < 1e-5, r
+    assert r["relabel_diff"] < 1e-4, r
 
 
 if __name__ == "__main__":
