@@ -140,6 +140,7 @@ def relabel(
     rng: jax.Array,
     chunk: int,
     groups: int = 1,
+    active: jax.Array | bool = True,
 ) -> ReplayBuffer:
     """Recompute the stored reward of every valid transition: reward_fn(obs, next_obs, key).
 
@@ -149,14 +150,15 @@ def relabel(
     covers only the filled rows (valid rows are 0..size-1: the ring wraps only once full), so
     the cost follows `size`, not the capacity. A block's last chunk is shifted back to end at
     the block's end when it would run past it (the overlap is recomputed); rows at or beyond
-    `size` keep their reward.
+    `size` keep their reward. With `active` false the loop runs no step: unlike a `lax.cond`,
+    which a `vmap` over seeds turns into running both branches, this stays free when batched.
     """
     cap = buffer.capacity
     if cap % groups:
         raise ValueError(f"relabel: capacity {cap} is not divisible by groups={groups}")
     block = cap // groups
     chunk = min(chunk, block)
-    n_steps = (jnp.minimum(buffer.size, block) + chunk - 1) // chunk
+    n_steps = jnp.where(active, (jnp.minimum(buffer.size, block) + chunk - 1) // chunk, 0)
     blocks = lambda x: x.reshape(groups, block, *x.shape[1:])
     obs, next_obs = blocks(buffer.data.obs), blocks(buffer.data.next_obs)
     row = jnp.arange(groups)[:, None] * block + jnp.arange(chunk)[None, :]

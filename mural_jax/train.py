@@ -188,15 +188,11 @@ class Trainer:
         reward_state, info = self.method.update(state.reward, state.replay, rng, epochs)
         replay = state.replay
         if cfg.relabel_rewards:  # stored rewards follow every retraining (see the config)
-
-            def relabel(buffer):  # one block of rows per data-parallel device
-                reward_fn = lambda o, n, k: self.method.reward(reward_state, o, n, k)
-                key = jax.random.fold_in(rng, _RELABEL_STREAM)
-                groups = 1 if self.mesh is None else self.mesh.shape[sharding_lib.DATA]
-                chunk = max(1, cfg.relabel_chunk // groups)
-                return replay_lib.relabel(buffer, reward_fn, key, chunk, groups)
-
-            replay = jax.lax.cond(epochs > 0, relabel, lambda buffer: buffer, replay)
+            reward_fn = lambda o, n, k: self.method.reward(reward_state, o, n, k)
+            key = jax.random.fold_in(rng, _RELABEL_STREAM)
+            groups = 1 if self.mesh is None else self.mesh.shape[sharding_lib.DATA]
+            chunk = max(1, cfg.relabel_chunk // groups)  # one block of rows per device
+            replay = replay_lib.relabel(replay, reward_fn, key, chunk, groups, active=epochs > 0)
         return state.replace(reward=reward_state, replay=replay), info, epochs
 
     def _sac_updates(self, state: TrainState, rng: jax.Array):

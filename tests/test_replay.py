@@ -380,3 +380,26 @@ def test_relabel_in_blocks_relabels_each_block_on_its_own():
     np.testing.assert_array_equal(new[30:], np.asarray(buf.data.reward)[30:])
     with pytest.raises(ValueError, match="groups=3"):
         replay.relabel(buf, reward_fn, rng, 8, groups=3)
+
+
+def test_relabel_inactive_runs_no_step_even_when_vmapped_over_seeds():
+    """Under a vmap over seeds a lax.cond runs both branches; `active` must keep an iteration
+    that does not retrain from relabelling (the trainer calls relabel on every iteration)."""
+    one = replay.insert(replay.init(40, OBS, ACT), make_batch(np.arange(30)))
+    bufs = jax.tree.map(lambda x: jnp.stack([x, x]), one)
+    executed = []
+
+    def reward_fn(obs, next_obs, key):
+        jax.debug.callback(lambda: executed.append(1))
+        return next_obs[:, 0] - obs[:, 0]
+
+    run = jax.jit(
+        jax.vmap(lambda b, a: replay.relabel(b, reward_fn, jax.random.PRNGKey(0), 8, active=a))
+    )
+    out = jax.block_until_ready(run(bufs, jnp.array([False, False])))
+    assert executed == []
+    np.testing.assert_array_equal(out.data.reward, bufs.data.reward)
+    out = jax.block_until_ready(run(bufs, jnp.array([True, False])))
+    assert len(executed) > 0
+    np.testing.assert_allclose(np.asarray(out.data.reward)[0, :30], 1000.0)
+    np.testing.assert_array_equal(out.data.reward[1], bufs.data.reward[1])  # inactive seed
