@@ -236,7 +236,9 @@ class TrainConfig:
     #: learned reward is a fixed function (same parameters, same reference pool), so every
     #: sampled reward is then current, as fresh ones are; only the random support draw of a
     #: transition is shared by its samplings within one retraining period. It costs one query
-    #: per stored transition per retraining instead of one per sampled transition and step.
+    #: per stored transition per retraining instead of one per sampled transition and step, so
+    #: once the replay outgrows what fresh rewards query in a retraining period
+    #: (`Trainer.relabel_until`), the run switches to fresh rewards on every sampled batch.
     relabel_rewards: bool = False
     #: Transitions per relabelling step (a loop over the filled part of the replay; split over
     #: the data-parallel devices, each relabelling the rows it holds).

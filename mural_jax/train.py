@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -94,6 +95,28 @@ class Trainer:
     @property
     def num_chunks(self) -> int:
         return self.config.steps // self.config.eval_every
+
+    @property
+    def relabel_until(self) -> int | None:
+        """With relabel_rewards: the env step from which sampled batches get fresh rewards,
+        because relabelling the replay would cost more queries (None: never, for any run length).
+
+        A retraining period of `update_every` env steps queries `fresh` rewards when every
+        sampled transition and step is rewarded, and relabelling costs one query per stored
+        row plus one per collected transition. Rows only grow (up to the capacity), so the
+        switch is once: at the first retraining whose replay holds at least
+        `fresh - update_every` rows. It is a multiple of `update_every`, fixed by the config,
+        so a vmap over seeds and a resumed run switch where an uninterrupted run does.
+        """
+        cfg = self.config
+        if not cfg.relabel_rewards:
+            return None
+        every = cfg.classifier.update_every
+        per_iteration = cfg.updates_per_iteration * cfg.sac.batch_size * cfg.sac.n_step
+        fresh = every / cfg.num_envs * per_iteration
+        if cfg.replay_capacity + every < fresh:
+            return None
+        return max(1, math.ceil((fresh - every) / every)) * every
 
     # -- state ---------------------------------------------------------------------------
 
@@ -192,7 +215,10 @@ class Trainer:
             key = jax.random.fold_in(rng, _RELABEL_STREAM)
             groups = 1 if self.mesh is None else self.mesh.shape[sharding_lib.DATA]
             chunk = max(1, cfg.relabel_chunk // groups)  # one block of rows per device
-            replay = replay_lib.relabel(replay, reward_fn, key, chunk, groups, active=epochs > 0)
+            active = epochs > 0
+            if self.relabel_until is not None:  # from then on rewards are fresh instead
+                active = active & (state.env_steps < self.relabel_until)
+            replay = replay_lib.relabel(replay, reward_fn, key, chunk, groups, active=active)
         return state.replace(reward=reward_state, replay=replay), info, epochs
 
     def _sac_updates(self, state: TrainState, rng: jax.Array):
@@ -227,14 +253,24 @@ class Trainer:
             if self.mesh is not None:  # split every batch (and its meta-NML queries) over data
                 spec = NamedSharding(self.mesh, P(None, sharding_lib.DATA))
                 batches = jax.lax.with_sharding_constraint(batches, spec)
-            if cfg.reward_at_collection:
-                rewards = batches.reward
-            elif n_step == 1:  # vmapped over the updates: one call, batch axis kept sharded
-                rewards = rewarded(k_rew, batches.obs, batches.next_obs)
-            else:  # every step of every sequence in the same single call
+
+            def fresh_rewards():
+                if n_step == 1:  # vmapped over the updates: one call, batch axis kept sharded
+                    return rewarded(k_rew, batches.obs, batches.next_obs)
+                # every step of every sequence in the same single call
                 flat = lambda x: x.reshape(n_updates, batch_size * n_step, -1)
                 rewards = rewarded(k_rew, flat(batches.obs), flat(batches.next_obs))
-                rewards = rewards.reshape(n_updates, batch_size, n_step)
+                return rewards.reshape(n_updates, batch_size, n_step)
+
+            if not cfg.reward_at_collection:
+                rewards = fresh_rewards()
+            elif self.relabel_until is None:
+                rewards = batches.reward
+            else:  # relabelled stored rewards until relabel_until, fresh ones from then on
+                # A loop of zero or one trip, not lax.cond: under a vmap over seeds cond
+                # would compute the fresh rewards in both phases (see replay.relabel).
+                trips = (state.env_steps >= self.relabel_until).astype(jnp.int32)
+                rewards = jax.lax.fori_loop(0, trips, lambda _, r: fresh_rewards(), batches.reward)
             discounts = None
             if n_step > 1:  # the logged reward_mean stays a per-step mean, not the n-step sum
                 valid = jnp.where(masks > 0, rewards, 0.0)
@@ -582,6 +618,11 @@ def main(argv: list[str] | None = None) -> str:
     say(f"mural_jax: env={cfg.env} method={cfg.method} steps={cfg.steps} seed={cfg.seed}")
     n_dev = mesh.shape[sharding_lib.DATA]
     say(f"  devices: {n_dev} x {jax.devices()[0].device_kind} (data axis)  output={out}")
+    if trainer.relabel_until is not None:
+        say(
+            f"  rewards: stored and relabelled after each retraining until env step "
+            f"{trainer.relabel_until}, then fresh on every sampled batch (fewer queries from there)"
+        )
     if not trainer.task.has_success_fn:
         say(
             "  note: this task has no success function: eval/final_distance is the distance to "

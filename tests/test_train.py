@@ -342,6 +342,64 @@ def test_relabel_rewards_keeps_stored_rewards_current(method):
     assert np.abs(np.asarray(d.reward[:300]) - np.asarray(now)).max() > 0.1
 
 
+@dataclasses.dataclass(frozen=True)
+class CountingReward:
+    """A reward method that records every executed reward computation (in a vmapped jit)."""
+
+    inner: object
+    calls: list
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def reward(self, *args):
+        jax.debug.callback(lambda: self.calls.append(1))
+        return self.inner.reward(*args)
+
+
+def test_relabel_rewards_turn_fresh_once_relabelling_costs_more():
+    """Past relabel_until, sampled batches get fresh rewards and retrainings no longer relabel;
+    before it, no fresh reward is computed, even under a vmap over seeds."""
+    cfg = tiny(method="vice", reward_at_collection=True, relabel_rewards=True, relabel_chunk=48)
+    trainer = make_train(cfg)
+    # A retraining period (100 env steps) takes 25 iterations x 1 update x 32 rewards = 800
+    # fresh queries; relabelling costs the rows plus 100 collected: more from 700 rows.
+    assert trainer.relabel_until == 700
+    assert make_train(dataclasses.replace(cfg, replay_capacity=600)).relabel_until is None
+    assert make_train(dataclasses.replace(cfg, relabel_rewards=False)).relabel_until is None
+    # The recorded relabelled runs never switched: the 300k zigzag holds at most 300k rows
+    # against 320k fresh queries a period; the quickstart's 24k steps stop short of 63k.
+    recorded = config_lib.load_experiment(
+        "zigzag_maze_cpu_support256_balanced_nstep5_gamma99_relabel"
+    )
+    assert make_train(recorded).relabel_until is None
+    quick = config_lib.load_experiment("quickstart")
+    quick = dataclasses.replace(quick, reward_at_collection=True, relabel_rewards=True)
+    assert make_train(quick).relabel_until == 63_000 > quick.steps
+    state, _ = jax.jit(trainer.run_chunk)(trainer.init(jax.random.PRNGKey(0)))
+    data = state.replay.data.replace(reward=jnp.full_like(state.replay.data.reward, 7.0))
+    seeds = jax.tree.map(
+        lambda x: jnp.stack([x, x]), state.replace(replay=state.replay.replace(data=data))
+    )
+    at = lambda step: seeds.replace(env_steps=jnp.full((2,), step, jnp.int32))
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)
+    calls = []
+    counted = dataclasses.replace(trainer, method=CountingReward(trainer.method, calls))
+    sampled = jax.jit(jax.vmap(lambda s, k: counted._sac_updates(s, k)[1]["reward_mean"]))
+    stored = jax.block_until_ready(sampled(at(699), keys))
+    assert calls == []
+    np.testing.assert_allclose(stored, 7.0 * cfg.sac.reward_scale)
+    fresh = jax.block_until_ready(sampled(at(700), keys))
+    assert calls and np.all((fresh > 0) & (fresh < cfg.sac.reward_scale))
+    assert sampled._cache_size() == 1
+    # Retrainings (the iteration that crosses a multiple of update_every) relabel before it only.
+    learn = jax.jit(jax.vmap(lambda s, k: trainer._learn_reward(s, k)[0].replay.data.reward))
+    before, after = learn(at(600), keys), learn(at(800), keys)
+    size = int(state.replay.size)
+    assert np.all(np.asarray(before)[:, :size] < 1.0)  # relabelled: VICE's p(1|s)
+    np.testing.assert_array_equal(after, 7.0)  # kept: sampled batches are fresh from here
+
+
 def test_whole_run_is_pure_and_vmaps_over_seeds():
     trainer = make_train(tiny(steps=200, eval_every=200))
     run = jax.jit(jax.vmap(trainer.train))
