@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -398,6 +399,68 @@ def test_relabel_rewards_turn_fresh_once_relabelling_costs_more():
     size = int(state.replay.size)
     assert np.all(np.asarray(before)[:, :size] < 1.0)  # relabelled: VICE's p(1|s)
     np.testing.assert_array_equal(after, 7.0)  # kept: sampled batches are fresh from here
+
+
+def _products_outside_loops(hlo: str) -> int:
+    """Matrix products (`dot`) of an optimised HLO module that no while loop reaches."""
+    comps, name = {}, None
+    for line in hlo.splitlines():
+        start = re.match(r"^(?:ENTRY )?%([\w.\-]+) .*\{$", line)
+        if start:
+            name = start.group(1)
+            comps[name] = []
+        elif name is not None:
+            comps[name].append(line)
+    calls = {
+        n: set(re.findall(r"(?:calls|to_apply|body|condition)=%([\w.\-]+)", "\n".join(body)))
+        | set(
+            re.findall(
+                r"%([\w.\-]+)",
+                " ".join(re.findall(r"branch_computations=\{([^}]*)\}", "\n".join(body))),
+            )
+        )
+        for n, body in comps.items()
+    }
+    in_loops = set()
+    todo = [
+        b
+        for body in comps.values()
+        for b in re.findall(r"(?:body|condition)=%([\w.\-]+)", "\n".join(body))
+    ]
+    while todo:
+        n = todo.pop()
+        if n not in in_loops:
+            in_loops.add(n)
+            todo.extend(calls.get(n, ()))
+    return sum(
+        len(re.findall(r"\bdot\(", "\n".join(body)))
+        for n, body in comps.items()
+        if n not in in_loops
+    )
+
+
+def test_fresh_rewards_after_the_switch_stay_inside_their_loop():
+    """Before relabel_until, relabelled runs must not pay for the fresh rewards they would
+    compute after it: XLA hoists a loop body built from loop invariants out of the loop (where
+    it ran on every iteration: ~30% slower), so no matrix product may leave the loop."""
+    # The quickstart's sizes: with tiny networks XLA hoisted only one product of the body.
+    quick = config_lib.load_experiment("quickstart")
+    kw = dict(method="mural", reward_at_collection=True)
+    relabelled = make_train(dataclasses.replace(quick, relabel_rewards=True, **kw))
+    stored = make_train(dataclasses.replace(quick, **kw))
+    assert relabelled.relabel_until is not None
+
+    def products(trainer, seeds):  # the training CLI runs one seed, reproductions a vmap
+        update = lambda s, k: trainer._sac_updates(s, k)[1]
+        init, update = (
+            (jax.vmap(trainer.init), jax.vmap(update)) if seeds else (trainer.init, update)
+        )
+        keys = jax.random.split(jax.random.PRNGKey(1), seeds) if seeds else jax.random.PRNGKey(1)
+        state = jax.eval_shape(init, keys)
+        return _products_outside_loops(jax.jit(update).lower(state, keys).compile().as_text())
+
+    for seeds in (0, 2):  # without the barrier: 20 products against 0 with one seed
+        assert products(relabelled, seeds) == products(stored, seeds), seeds
 
 
 def test_whole_run_is_pure_and_vmaps_over_seeds():
