@@ -403,40 +403,30 @@ def test_relabel_rewards_turn_fresh_once_relabelling_costs_more():
 
 def _products_outside_loops(hlo: str) -> int:
     """Matrix products (`dot`) of an optimised HLO module that no while loop reaches."""
-    comps, name = {}, None
+    comps, name = {}, None  # computation name -> its text
     for line in hlo.splitlines():
         start = re.match(r"^(?:ENTRY )?%([\w.\-]+) .*\{$", line)
         if start:
             name = start.group(1)
-            comps[name] = []
+            comps[name] = ""
         elif name is not None:
-            comps[name].append(line)
-    calls = {
-        n: set(re.findall(r"(?:calls|to_apply|body|condition)=%([\w.\-]+)", "\n".join(body)))
-        | set(
-            re.findall(
-                r"%([\w.\-]+)",
-                " ".join(re.findall(r"branch_computations=\{([^}]*)\}", "\n".join(body))),
-            )
-        )
-        for n, body in comps.items()
-    }
+            comps[name] += line + "\n"
+
+    def callees(text):
+        named = re.findall(r"(?:calls|to_apply|body|condition)=%([\w.\-]+)", text)
+        branches = re.findall(r"branch_computations=\{([^}]*)\}", text)
+        return named + re.findall(r"%([\w.\-]+)", " ".join(branches))
+
     in_loops = set()
     todo = [
-        b
-        for body in comps.values()
-        for b in re.findall(r"(?:body|condition)=%([\w.\-]+)", "\n".join(body))
+        c for text in comps.values() for c in re.findall(r"(?:body|condition)=%([\w.\-]+)", text)
     ]
     while todo:
         n = todo.pop()
         if n not in in_loops:
             in_loops.add(n)
-            todo.extend(calls.get(n, ()))
-    return sum(
-        len(re.findall(r"\bdot\(", "\n".join(body)))
-        for n, body in comps.items()
-        if n not in in_loops
-    )
+            todo.extend(callees(comps.get(n, "")))
+    return sum(len(re.findall(r"\bdot\(", t)) for n, t in comps.items() if n not in in_loops)
 
 
 def test_fresh_rewards_after_the_switch_stay_inside_their_loop():
