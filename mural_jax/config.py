@@ -243,6 +243,11 @@ class TrainConfig:
     #: Transitions per relabelling step (a loop over the filled part of the replay; split over
     #: the data-parallel devices, each relabelling the rows it holds).
     relabel_chunk: int = 8192
+    #: With relabel_rewards: random support draws averaged into each stored reward (at
+    #: collection and at every relabelling). A stored reward keeps its draw for a whole
+    #: retraining period, where fresh rewards draw anew at every sampling; averaging lowers that
+    #: draw's variance at this many times the queries (`Trainer.relabel_until` counts them).
+    relabel_draws: int = 1
     out: str | None = None
     #: Save the whole training state every this many env steps (at the first chunk boundary at
     #: or after each multiple; 0: only at the end).
@@ -343,6 +348,14 @@ class TrainConfig:
                 "vice | mural with relabel_rewards=True (sparse and dense rewards never go stale)",
             )
         _check("relabel_chunk", self.relabel_chunk, self.relabel_chunk >= 1, "integer >= 1")
+        _check("relabel_draws", self.relabel_draws, self.relabel_draws >= 1, "integer >= 1")
+        if self.relabel_draws > 1:
+            _check(
+                "relabel_draws",
+                self.relabel_draws,
+                self.relabel_rewards,
+                "1 unless relabel_rewards=True (it averages relabelled rewards' support draws)",
+            )
         _check("devices", self.devices, self.devices >= 0, "0 (all devices) or a count >= 1")
         if self.episode_length is not None:
             _check("episode_length", self.episode_length, self.episode_length >= 1, ">= 1")

@@ -102,21 +102,31 @@ class Trainer:
         because relabelling the replay would cost more queries (None: never, for any run length).
 
         A retraining period of `update_every` env steps queries `fresh` rewards when every
-        sampled transition and step is rewarded, and relabelling costs one query per stored
-        row plus one per collected transition. Rows only grow (up to the capacity), so the
-        switch is once: at the first retraining whose replay holds at least
-        `fresh - update_every` rows. It is a multiple of `update_every`, fixed by the config,
-        so a vmap over seeds and a resumed run switch where an uninterrupted run does.
+        sampled transition and step is rewarded, and relabelling costs `relabel_draws`
+        queries per stored row and per collected transition. Rows only grow (up to the
+        capacity), so the switch is once: at the first retraining whose replay holds at least
+        `fresh / relabel_draws - update_every` rows. It is a multiple of `update_every`, fixed
+        by the config, so a vmap over seeds and a resumed run switch where an uninterrupted run
+        does.
         """
         cfg = self.config
         if not cfg.relabel_rewards:
             return None
         every = cfg.classifier.update_every
         per_iteration = cfg.updates_per_iteration * cfg.sac.batch_size * cfg.sac.n_step
-        fresh = every / cfg.num_envs * per_iteration
+        fresh = every / cfg.num_envs * per_iteration / cfg.relabel_draws  # in rows' worth
         if cfg.replay_capacity + every < fresh:
             return None
         return max(1, math.ceil((fresh - every) / every)) * every
+
+    def _stored_reward(self, reward_state, obs, next_obs, rng):
+        """A stored (collected or relabelled) reward: the mean over `relabel_draws` draws."""
+        draws = self.config.relabel_draws
+        if draws == 1:
+            return self.method.reward(reward_state, obs, next_obs, rng)
+        keys = jax.random.split(rng, draws)
+        one = lambda k: self.method.reward(reward_state, obs, next_obs, k)
+        return jax.lax.map(one, keys).mean(0)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -156,7 +166,7 @@ class Trainer:
             ((episode_step >= self.horizon) | (brax_truncation > 0)) & (terminated == 0)
         ).astype(jnp.float32)
         if cfg.reward_at_collection:
-            reward = self.method.reward(state.reward, obs, nxt.obs, k_rew)
+            reward = self._stored_reward(state.reward, obs, nxt.obs, k_rew)
         else:
             reward = nxt.reward
         transition = replay_lib.Transition(
@@ -211,7 +221,7 @@ class Trainer:
         reward_state, info = self.method.update(state.reward, state.replay, rng, epochs)
         replay = state.replay
         if cfg.relabel_rewards:  # stored rewards follow every retraining (see the config)
-            reward_fn = lambda o, n, k: self.method.reward(reward_state, o, n, k)
+            reward_fn = lambda o, n, k: self._stored_reward(reward_state, o, n, k)
             key = jax.random.fold_in(rng, _RELABEL_STREAM)
             groups = 1 if self.mesh is None else self.mesh.shape[sharding_lib.DATA]
             chunk = max(1, cfg.relabel_chunk // groups)  # one block of rows per device

@@ -391,6 +391,8 @@ def test_parse_args_unknown_flag_exits(capsys):
             ("method='sparse'", "vice | mural"),
         ),
         ({"relabel_chunk": 0}, ("relabel_chunk=0", ">= 1")),
+        ({"relabel_draws": 0}, ("relabel_draws=0", ">= 1")),
+        ({"relabel_draws": 2}, ("relabel_draws=2", "relabel_rewards=True")),
     ],
 )
 def test_relabel_rewards_needs_stored_learned_rewards(over, fragments):

@@ -343,6 +343,29 @@ def test_relabel_rewards_keeps_stored_rewards_current(method):
     assert np.abs(np.asarray(d.reward[:300]) - np.asarray(now)).max() > 0.1
 
 
+def test_relabel_draws_average_the_support_draws_of_stored_rewards():
+    """relabel_draws: a stored reward is the mean of that many meta-NML support draws (so its
+    spread over keys shrinks), and the switch to fresh rewards counts the extra queries."""
+    cfg = tiny(method="mural", reward_at_collection=True, relabel_rewards=True, relabel_chunk=48)
+    one, four = make_train(cfg), make_train(dataclasses.replace(cfg, relabel_draws=4))
+    assert (one.relabel_until, four.relabel_until) == (700, 100)  # 800 fresh: 700 + 100, 200
+    state, _ = jax.jit(four.run_chunk)(four.init(jax.random.PRNGKey(3)))
+    obs, nxt = state.replay.data.obs[:128], state.replay.data.next_obs[:128]
+    key = jax.random.PRNGKey(5)
+    stored = jax.jit(four._stored_reward)(state.reward, obs, nxt, key)
+    single = jax.jit(four.method.reward)
+    draws = [single(state.reward, obs, nxt, k) for k in jax.random.split(key, 4)]
+    np.testing.assert_allclose(stored, np.mean(draws, 0), atol=1e-6)
+    # One draw is the method's reward itself (the recorded relabelled runs are unchanged).
+    np.testing.assert_array_equal(
+        one._stored_reward(state.reward, obs, nxt, key), single(state.reward, obs, nxt, key)
+    )
+    keys = jax.random.split(jax.random.PRNGKey(6), 16)
+    spread = lambda f: np.asarray([f(state.reward, obs, nxt, k) for k in keys]).std(0).mean()
+    sd_one, sd_four = spread(single), spread(jax.jit(four._stored_reward))
+    assert sd_one > 1e-3 and sd_four < 0.7 * sd_one, (sd_one, sd_four)
+
+
 @dataclasses.dataclass(frozen=True)
 class CountingReward:
     """A reward method that records every executed reward computation (in a vmapped jit)."""
