@@ -348,7 +348,9 @@ def test_relabel_draws_average_the_support_draws_of_stored_rewards():
     spread over keys shrinks), and the switch to fresh rewards counts the extra queries."""
     cfg = tiny(method="mural", reward_at_collection=True, relabel_rewards=True, relabel_chunk=48)
     one, four = make_train(cfg), make_train(dataclasses.replace(cfg, relabel_draws=4))
-    assert (one.relabel_until, four.relabel_until) == (700, 100)  # 800 fresh: 700 + 100, 200
+    # 800 fresh queries a period: one draw a row costs more from 700 rows (+100 collected),
+    # four draws from 100 rows (4 x (100 + 100)).
+    assert (one.relabel_until, four.relabel_until) == (700, 100)
     state, _ = jax.jit(four.run_chunk)(four.init(jax.random.PRNGKey(3)))
     obs, nxt = state.replay.data.obs[:128], state.replay.data.next_obs[:128]
     key = jax.random.PRNGKey(5)
