@@ -356,6 +356,12 @@ class TrainConfig:
                 self.relabel_rewards,
                 "1 unless relabel_rewards=True (it averages relabelled rewards' support draws)",
             )
+            _check(
+                "relabel_draws",
+                self.relabel_draws,
+                self.method == "mural",
+                "1 unless method=mural (only meta-NML's reward depends on its support draw)",
+            )
         _check("devices", self.devices, self.devices >= 0, "0 (all devices) or a count >= 1")
         if self.episode_length is not None:
             _check("episode_length", self.episode_length, self.episode_length >= 1, ">= 1")

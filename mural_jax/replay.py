@@ -148,7 +148,10 @@ def relabel(
     each device relabels its own rows); a loop takes `chunk` rows of every block per step,
     vmapping reward_fn over the blocks with key fold_in(fold_in(rng, step), block). The loop
     covers only the filled rows (valid rows are 0..size-1: the ring wraps only once full), so
-    the cost follows `size`, not the capacity. A block's last chunk is shifted back to end at
+    the cost follows `size`, not the capacity: while the replay fills the first block, the
+    other blocks' steps compute masked rows. Keys and chunks follow the blocks, so a random
+    reward_fn (meta-NML's support draws) relabels differently for another `groups`. A block's
+    last chunk is shifted back to end at
     the block's end when it would run past it (the overlap is recomputed); rows at or beyond
     `size` keep their reward. With `active` false the loop runs no step: unlike a `lax.cond`,
     which a `vmap` over seeds turns into running both branches, this stays free when batched.

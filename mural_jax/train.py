@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -63,6 +62,22 @@ _TRAIN_KEYS = (
 #: fold_in data for the relabelling key (the retraining's own key is left as it was).
 _RELABEL_STREAM = 0x4E1A
 
+
+def _compute_if(flag: jax.Array, fn, inputs: tuple, otherwise: jax.Array) -> jax.Array:
+    """fn(*inputs) where `flag`, else `otherwise`, paying for fn only where it runs.
+
+    A loop of zero or one trip, not `lax.cond`: under a vmap over seeds cond computes both
+    branches (see replay.relabel). The barrier ties the inputs to the loop index: XLA hoists
+    what a loop body computes from loop invariants out of the loop, where it runs every time
+    (measured: the relabelled quickstart ran ~30% slower).
+    """
+
+    def once(i, _):
+        return fn(*jax.lax.optimization_barrier((i, inputs))[1])
+
+    return jax.lax.fori_loop(0, flag.astype(jnp.int32), once, otherwise)
+
+
 # Quantities checked for NaN/inf inside the scan (the first bad env step is reported).
 _WATCHED = ("critic_loss", "actor_loss", "alpha_loss", "reward_mean", "meta_loss",
             "classifier_loss")  # fmt: skip
@@ -103,21 +118,26 @@ class Trainer:
 
         A retraining period of `update_every` env steps queries `fresh` rewards when every
         sampled transition and step is rewarded, and relabelling costs `relabel_draws`
-        queries per stored row and per collected transition. Rows only grow (up to the
-        capacity), so the switch is once: at the first retraining whose replay holds at least
-        `fresh / relabel_draws - update_every` rows. It is a multiple of `update_every`, fixed
-        by the config, so a vmap over seeds and a resumed run switch where an uninterrupted run
-        does.
+        queries per stored row and per collected transition (after the switch collected
+        transitions are not rewarded: nothing reads their stored reward). Rows only grow (up
+        to the capacity), so the switch is once: at the first retraining whose replay holds at
+        least `fresh / relabel_draws - update_every` rows, i.e. after k periods with
+        k = ceil(per_iteration / (num_envs * relabel_draws)) - 1 (at least 1; integers, so no
+        rounding moves it). It is a multiple of `update_every`, fixed by the config, so a vmap
+        over seeds and a resumed run switch where an uninterrupted run does.
+
+        It counts queries, not device time: on a mesh each device relabels its own block of
+        rows, so while the replay fills the first block one device does that work alone.
         """
         cfg = self.config
         if not cfg.relabel_rewards:
             return None
         every = cfg.classifier.update_every
         per_iteration = cfg.updates_per_iteration * cfg.sac.batch_size * cfg.sac.n_step
-        fresh = every / cfg.num_envs * per_iteration / cfg.relabel_draws  # in rows' worth
-        if cfg.replay_capacity + every < fresh:
-            return None
-        return max(1, math.ceil((fresh - every) / every)) * every
+        per_row = cfg.num_envs * cfg.relabel_draws  # fresh / every = per_iteration / per_row
+        if (cfg.replay_capacity + every) * per_row < every * per_iteration:
+            return None  # relabelling even a full replay costs fewer queries
+        return max(1, -(-per_iteration // per_row) - 1) * every
 
     def _stored_reward(self, reward_state, obs, next_obs, rng):
         """A stored (collected or relabelled) reward: the mean over `relabel_draws` draws."""
@@ -165,8 +185,12 @@ class Trainer:
         truncated = (
             ((episode_step >= self.horizon) | (brax_truncation > 0)) & (terminated == 0)
         ).astype(jnp.float32)
-        if cfg.reward_at_collection:
+        if cfg.reward_at_collection and self.relabel_until is None:
             reward = self._stored_reward(state.reward, obs, nxt.obs, k_rew)
+        elif cfg.reward_at_collection:  # from the switch on no one reads a stored reward
+            read = state.env_steps + n < self.relabel_until
+            inputs = (state.reward, obs, nxt.obs, k_rew)
+            reward = _compute_if(read, self._stored_reward, inputs, jnp.zeros((n,), jnp.float32))
         else:
             reward = nxt.reward
         transition = replay_lib.Transition(
@@ -277,17 +301,9 @@ class Trainer:
             elif self.relabel_until is None:
                 rewards = batches.reward
             else:  # relabelled stored rewards until relabel_until, fresh ones from then on
-                # A loop of zero or one trip, not lax.cond: under a vmap over seeds cond
-                # would compute the fresh rewards in both phases (see replay.relabel). The
-                # barrier ties all the body's inputs to the loop index: XLA hoists what a body
-                # computes from loop invariants out of the loop, where it runs on every
-                # iteration (measured: the relabelled quickstart ran ~30% slower).
-                def once(i, _):
-                    inputs = (state.reward, batches.obs, batches.next_obs, k_rew)
-                    return fresh_rewards(*jax.lax.optimization_barrier((i, inputs))[1])
-
-                trips = (state.env_steps >= self.relabel_until).astype(jnp.int32)
-                rewards = jax.lax.fori_loop(0, trips, once, batches.reward)
+                inputs = (state.reward, batches.obs, batches.next_obs, k_rew)
+                fresh = state.env_steps >= self.relabel_until
+                rewards = _compute_if(fresh, fresh_rewards, inputs, batches.reward)
             discounts = None
             if n_step > 1:  # the logged reward_mean stays a per-step mean, not the n-step sum
                 valid = jnp.where(masks > 0, rewards, 0.0)

@@ -393,6 +393,15 @@ def test_parse_args_unknown_flag_exits(capsys):
         ({"relabel_chunk": 0}, ("relabel_chunk=0", ">= 1")),
         ({"relabel_draws": 0}, ("relabel_draws=0", ">= 1")),
         ({"relabel_draws": 2}, ("relabel_draws=2", "relabel_rewards=True")),
+        (
+            {
+                "relabel_draws": 2,
+                "relabel_rewards": True,
+                "reward_at_collection": True,
+                "method": "vice",
+            },
+            ("relabel_draws=2", "method=mural"),
+        ),
     ],
 )
 def test_relabel_rewards_needs_stored_learned_rewards(over, fragments):

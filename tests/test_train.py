@@ -402,6 +402,12 @@ def test_relabel_rewards_turn_fresh_once_relabelling_costs_more():
     quick = config_lib.load_experiment("quickstart")
     quick = dataclasses.replace(quick, reward_at_collection=True, relabel_rewards=True)
     assert make_train(quick).relabel_until == 63_000 > quick.steps
+    # Exact in integers: 11 envs x 32 = 352 fresh queries an iteration, 32 a row's worth, so
+    # 31 periods (float division gave 3200.0000000000005 and so one period late, 3200).
+    odd = dataclasses.replace(
+        cfg, num_envs=11, updates_per_step=1.0, eval_every=220, steps=440, replay_capacity=4000
+    )
+    assert make_train(odd).relabel_until == 3100
     state, _ = jax.jit(trainer.run_chunk)(trainer.init(jax.random.PRNGKey(0)))
     data = state.replay.data.replace(reward=jnp.full_like(state.replay.data.reward, 7.0))
     seeds = jax.tree.map(
@@ -424,6 +430,17 @@ def test_relabel_rewards_turn_fresh_once_relabelling_costs_more():
     size = int(state.replay.size)
     assert np.all(np.asarray(before)[:, :size] < 1.0)  # relabelled: VICE's p(1|s)
     np.testing.assert_array_equal(after, 7.0)  # kept: sampled batches are fresh from here
+    # Collection stores rewards only while something will read them: not in the iteration
+    # that reaches the switch (its own batches are fresh) nor after it.
+    collect = jax.jit(jax.vmap(lambda s, k: counted._collect(s, k)[0].replay.data.reward))
+    calls.clear()
+    new = lambda step: np.asarray(collect(at(step), keys))[:, size : size + cfg.num_envs]
+    read = new(700 - 2 * cfg.num_envs)
+    assert calls and np.all((read > 0) & (read < 1))  # VICE's p(1|s)
+    calls.clear()
+    np.testing.assert_array_equal(new(700 - cfg.num_envs), 0.0)
+    np.testing.assert_array_equal(new(800), 0.0)
+    assert calls == [] and collect._cache_size() == 1
 
 
 def _products_outside_loops(hlo: str) -> int:
@@ -456,26 +473,30 @@ def _products_outside_loops(hlo: str) -> int:
 
 def test_fresh_rewards_after_the_switch_stay_inside_their_loop():
     """Before relabel_until, relabelled runs must not pay for the fresh rewards they would
-    compute after it: XLA hoists a loop body built from loop invariants out of the loop (where
-    it ran on every iteration: ~30% slower), so no matrix product may leave the loop."""
+    compute after it, nor after it for the collected rewards nothing reads: XLA hoists a loop
+    body built from loop invariants out of the loop (where it ran on every iteration: ~30%
+    slower), so no matrix product may leave the loop."""
     # The quickstart's sizes: with tiny networks XLA hoisted only one product of the body.
     quick = config_lib.load_experiment("quickstart")
     kw = dict(method="mural", reward_at_collection=True)
     relabelled = make_train(dataclasses.replace(quick, relabel_rewards=True, **kw))
     stored = make_train(dataclasses.replace(quick, **kw))
+    fresh = make_train(dataclasses.replace(quick, method="mural"))  # collects no reward
     assert relabelled.relabel_until is not None
 
-    def products(trainer, seeds):  # the training CLI runs one seed, reproductions a vmap
-        update = lambda s, k: trainer._sac_updates(s, k)[1]
-        init, update = (
-            (jax.vmap(trainer.init), jax.vmap(update)) if seeds else (trainer.init, update)
-        )
+    def products(trainer, seeds, part):  # the training CLI runs one seed, reproductions a vmap
+        step = lambda s, k: getattr(trainer, part)(s, k)[:2]
+        init, step = (jax.vmap(trainer.init), jax.vmap(step)) if seeds else (trainer.init, step)
         keys = jax.random.split(jax.random.PRNGKey(1), seeds) if seeds else jax.random.PRNGKey(1)
         state = jax.eval_shape(init, keys)
-        return _products_outside_loops(jax.jit(update).lower(state, keys).compile().as_text())
+        return _products_outside_loops(jax.jit(step).lower(state, keys).compile().as_text())
 
     for seeds in (0, 2):  # without the barrier: 20 products against 0 with one seed
-        assert products(relabelled, seeds) == products(stored, seeds), seeds
+        assert products(relabelled, seeds, "_sac_updates") == products(
+            stored, seeds, "_sac_updates"
+        ), seeds
+        assert products(relabelled, seeds, "_collect") == products(fresh, seeds, "_collect")
+    assert products(stored, 0, "_collect") > products(fresh, 0, "_collect")  # it can fail
 
 
 def test_whole_run_is_pure_and_vmaps_over_seeds():
