@@ -200,8 +200,11 @@ def test_success_examples(name):
         goal = np.asarray(task.goal)
         assert np.all(np.abs(np.asarray(examples)[:, 2:4] - goal) <= 0.01 + 1e-6)
     else:
-        # success_examples = select_successes(scripted_rollout); the rollout is tested above.
+        # success_examples = select_successes(scripted_rollout); the rollout is tested above,
+        # and the task's own composition (the trainer's) once here at a small size.
         examples = task.select_successes(jax.random.PRNGKey(0), scripted(name)[0], 64)
+        own = jax.jit(task.success_examples, static_argnums=1)(jax.random.PRNGKey(0), 8)
+        assert np.all(task.is_success(own)), name
     chex.assert_shape(examples, (64, task.observation_size))
     assert np.all(task.is_success(examples))
     # The dense oracle prefers success examples to start states.

@@ -9,7 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.reproduce import bootstrap_ci, confidence_interval, iqm, main, stability
+from experiments.reproduce import (
+    bootstrap_ci,
+    confidence_interval,
+    iqm,
+    load_latest,
+    main,
+    stability,
+)
 from mural_jax import config as config_lib
 from tests.test_train import tiny
 
@@ -73,6 +80,13 @@ def test_reproduce_runs_seeds_vmapped_and_writes_report(tmp_path):
     main(["--config", str(cfg_path), "--methods", "sparse", "--seeds", "1", "--first-seed", "2",
           "--out", more])  # fmt: skip
     assert "seed2" in os.listdir(os.path.join(more, "sparse"))
+    # Its one seed is seed 2's run: its success examples (drawn from the seed's key, never
+    # trained) are those of seed 2, not of seed 0.
+    _, trainer, state, n_seeds = load_latest(more, "sparse")
+    drawn = lambda seed: trainer.init(jax.random.PRNGKey(seed)).success_examples
+    assert n_seeds == 1
+    np.testing.assert_allclose(state.success_examples[0], drawn(2), atol=1e-6)
+    assert not np.allclose(state.success_examples[0], drawn(0))
     pooled = str(tmp_path / "pooled")
     main(["--merge", out, more, "--out", pooled])
     sparse = np.load(os.path.join(pooled, "sparse", "curves.npz"))

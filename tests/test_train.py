@@ -156,6 +156,7 @@ def test_n_step_critic_targets_are_the_discounted_sum_of_each_steps_reward(
         method="vice",
         steps=200,
         eval_every=200,
+        episode_length=10,  # episode ends inside the sampled sequences
         sac=SACConfig(hidden=(16, 16), batch_size=32, gamma=0.9, n_step=3),
         reward_at_collection=reward_at_collection,
     )
@@ -171,7 +172,9 @@ def test_n_step_critic_targets_are_the_discounted_sum_of_each_steps_reward(
     k0 = jax.random.split(k_batch, trainer.config.updates_per_iteration)[0]
     seq, mask = replay_lib.sample_sequences(state.replay, k0, 32, 3, cfg.num_envs)
     mask = np.asarray(mask)
-    assert 0 < (mask[:, 1:] == 0).sum() < mask[:, 1:].size  # some sequences cut by episode ends
+    assert 0 < (mask[:, 1:] == 0).sum() < mask[:, 1:].size  # some sequences cut short
+    ends = [float(seq.truncated[i, int(mask[i].sum()) - 1]) for i in range(32) if mask[i, -1] == 0]
+    assert ends and max(ends) == 1.0  # ... by an episode end (not only the write position)
     np.testing.assert_array_equal(seen["batch"].obs, seq.obs[:, 0])
     if reward_at_collection:
         r = np.asarray(seq.reward)
@@ -256,7 +259,8 @@ def test_random_phase_ignores_the_policy_and_sac_waits_for_it():
     assert float(m["train/critic_loss"]) == 0.0
 
 
-def test_sac_gets_the_reward_methods_fresh_rewards_of_its_batch(monkeypatch):
+@pytest.mark.parametrize("method", ["vice", "mural"])
+def test_sac_gets_the_reward_methods_fresh_rewards_of_its_batch(method, monkeypatch):
     """One-step targets, fresh rewards (the default): each update's rewards are the reward
     method's, at update time, of exactly that batch (MURAL: with that batch's support key),
     not the rewards stored in the replay."""
@@ -271,7 +275,7 @@ def test_sac_gets_the_reward_methods_fresh_rewards_of_its_batch(monkeypatch):
         jax.debug.callback(record, batch.obs, rewards, ordered=True)
         return update(self, state, batch, rewards, rng, discount)
 
-    cfg = tiny(method="mural", steps=200, eval_every=200, updates_per_step=0.5)
+    cfg = tiny(method=method, steps=200, eval_every=200, updates_per_step=0.5)
     trainer = make_train(cfg)
     state, _ = jax.jit(trainer.run_chunk)(trainer.init(jax.random.PRNGKey(6)))
     monkeypatch.setattr(SAC, "update", spy)
@@ -366,6 +370,21 @@ def test_relabel_draws_average_the_support_draws_of_stored_rewards():
     spread = lambda f: np.asarray([f(state.reward, obs, nxt, k) for k in keys]).std(0).mean()
     sd_one, sd_four = spread(single), spread(jax.jit(four._stored_reward))
     assert sd_one > 1e-3 and sd_four < 0.7 * sd_one, (sd_one, sd_four)
+    # The training loop stores these averages: at collection and at a retraining before the
+    # switch (two draws: from 300), twice the one-draw run's reward computations.
+    two = make_train(dataclasses.replace(cfg, relabel_draws=2))
+    assert two.relabel_until == 300
+
+    def reward_calls(trainer, part, steps):
+        calls = []
+        counted = dataclasses.replace(trainer, method=CountingReward(trainer.method, calls))
+        f = jax.jit(lambda s, k: getattr(counted, part)(s, k)[0].replay.data.reward)
+        jax.block_until_ready(f(state.replace(env_steps=jnp.asarray(steps, jnp.int32)), key))
+        return len(calls)
+
+    for part, steps in (("_collect", 100), ("_learn_reward", 200)):  # 200: a retraining
+        n_one, n_two = reward_calls(one, part, steps), reward_calls(two, part, steps)
+        assert n_one > 0 and n_two == 2 * n_one, (part, n_one, n_two)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -578,8 +597,9 @@ def test_cli_rejects_bad_values_before_compiling(capsys):
     assert "multiple of eval_every" in capsys.readouterr().err
 
 
-def test_rewards_recomputed_with_current_classifier_by_default():
-    """Fresh rewards: the sampled batch is scored by the reward state at update time."""
+def test_retraining_moves_the_reward_and_eval_scores_the_success_examples():
+    """VICE's reward follows its retrained classifier (the SAC batches' rewards at update
+    time: test_sac_gets_the_reward_methods_fresh_rewards_of_its_batch)."""
     trainer = make_train(tiny(method="vice"))
     state = trainer.init(jax.random.PRNGKey(4))
     obs = jnp.array([[3.0, 3.0], [-3.0, -3.0]])
@@ -788,24 +808,36 @@ def test_nan_is_detected_in_the_scan_and_reported(tmp_path, capsys, monkeypatch)
 def test_nan_in_the_environment_is_detected_before_it_is_checkpointed(
     tmp_path, capsys, monkeypatch
 ):
-    """NaN physics (here: observations once the agent moves right) stops the run with the env
-    step before any checkpoint holds the poisoned replay; the sparse reward never sees it."""
+    """NaN physics (here: observations from an episode's 61st step on) stops the run with the
+    first bad env step, after the checkpoint before it and before any checkpoint holds the
+    poisoned replay; the sparse reward never sees it."""
     from mural_jax.envs.point_maze import PointMaze
 
-    step = PointMaze.step
+    reset, step = PointMaze.reset, PointMaze.step
+
+    def counted_reset(self, rng):
+        return reset(self, rng).replace(info={"t": jnp.zeros((), jnp.int32)})
 
     def bad_step(self, state, action):
         nxt = step(self, state, action)
-        return nxt.replace(obs=jnp.where(nxt.obs[0] > -2.9, jnp.nan, nxt.obs))
+        t = state.info["t"] + 1
+        return nxt.replace(obs=jnp.where(t > 60, jnp.nan, nxt.obs), info={"t": t})
 
+    monkeypatch.setattr(PointMaze, "reset", counted_reset)
     monkeypatch.setattr(PointMaze, "step", bad_step)
     out = str(tmp_path / "nan_env")
-    err = _stopped_by_a_fault(out, "sparse", capsys)
+    argv = _ckpt_argv(out, steps=1200)
+    argv[argv.index("mural")] = "sparse"
+    argv[argv.index("--checkpoint-every") + 1] = "200"
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 1
+    err = capsys.readouterr().err
     assert "non-finite values (" in err and "transition at env step" in err
     at = int(err.split("transition at env step ")[1].split(")")[0].split(",")[0])
-    ckpts = os.path.join(out, "checkpoints")
-    saved = [int(d) for d in os.listdir(ckpts) if d.isdigit()] if os.path.isdir(ckpts) else []
-    assert all(s < at for s in saved), (saved, at)
+    assert at == 61 * 4  # 4 envs; the first episodes run from the first step (horizon 100)
+    saved = [int(d) for d in os.listdir(os.path.join(out, "checkpoints")) if d.isdigit()]
+    assert saved == [200], saved  # the chunk before is kept; the poisoned one is not saved
 
 
 def test_wandb_is_optional_and_a_missing_package_is_a_clear_error(capsys, monkeypatch):
