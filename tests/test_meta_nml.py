@@ -402,6 +402,13 @@ def test_reinit_every_starts_the_initialisation_afresh(toy):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
     assert int(a.meta_epochs) == 64 and float(info["meta_epochs"]) == 64
+    # That is: a fresh initialisation, then the counted epoch and initial_epochs catch-up ones.
+    fresh = mural._fresh(trained, key)
+    epoch = jax.jit(mural.meta_epoch)
+    for i in range(1 + mural.classifier_config.initial_epochs):
+        fresh, _ = epoch(fresh, buf, jax.random.fold_in(key, i))
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(fresh.params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     # It is not the plain update: that one continues from the old initialisation.
     plain, _ = jax.jit(toy["mural"].update)(trained, buf, key, 1)
     assert not np.allclose(np.asarray(a.params[0]["w"]), np.asarray(plain.params[0]["w"]))
