@@ -114,20 +114,24 @@ class Trainer:
     @property
     def relabel_until(self) -> int | None:
         """With relabel_rewards: the env step from which sampled batches get fresh rewards,
-        because relabelling the replay would cost more queries (None: never, for any run length).
+        because relabelling the replay would cost more (None: never, for any run length).
 
         A retraining period of `update_every` env steps queries `fresh` rewards when every
         sampled transition and step is rewarded, and relabelling costs `relabel_draws`
         queries per stored row and per collected transition (after the switch collected
         transitions are not rewarded: nothing reads their stored reward). Rows only grow (up
-        to the capacity), so the switch is once: at the first retraining whose replay holds at
-        least `fresh / relabel_draws - update_every` rows, i.e. after k periods with
-        k = ceil(per_iteration / (num_envs * relabel_draws)) - 1 (at least 1; integers, so no
-        rounding moves it). It is a multiple of `update_every`, fixed by the config, so a vmap
-        over seeds and a resumed run switch where an uninterrupted run does.
+        to the capacity), so the switch is once: on one device, at the first retraining whose
+        replay holds at least `fresh / relabel_draws - update_every` rows, i.e. after
+        k = ceil(per_iteration / (num_envs * relabel_draws)) - 1 periods (at least 1).
 
-        It counts queries, not device time: on a mesh each device relabels its own block of
-        rows, so while the replay fills the first block one device does that work alone.
+        On a mesh of D data devices it compares device time: fresh queries and collected
+        rows split over the devices, but each device relabels its own block of rows, so while
+        the replay fills the first block that device relabels them all. The switch then
+        comes after k = ceil((per_iteration / (num_envs * relabel_draws) - 1) / D) periods
+        (D times fewer rows); "never" is the same test on either (a full replay's blocks cost
+        1/D each). Integers throughout, so no rounding moves it. It is a multiple of
+        `update_every`, fixed by the config and the mesh, so a vmap over seeds and a resumed
+        run on the same devices switch where an uninterrupted run does.
         """
         cfg = self.config
         if not cfg.relabel_rewards:
@@ -136,8 +140,9 @@ class Trainer:
         per_iteration = cfg.updates_per_iteration * cfg.sac.batch_size * cfg.sac.n_step
         per_row = cfg.num_envs * cfg.relabel_draws  # fresh / every = per_iteration / per_row
         if (cfg.replay_capacity + every) * per_row < every * per_iteration:
-            return None  # relabelling even a full replay costs fewer queries
-        return max(1, -(-per_iteration // per_row) - 1) * every
+            return None  # relabelling even a full replay costs less
+        groups = 1 if self.mesh is None else self.mesh.shape[sharding_lib.DATA]
+        return max(1, -(-(per_iteration - per_row) // (per_row * groups))) * every
 
     def _stored_reward(self, reward_state, obs, next_obs, rng):
         """A stored (collected or relabelled) reward: the mean over `relabel_draws` draws."""

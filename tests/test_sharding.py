@@ -95,8 +95,19 @@ def _worker(tmp: str) -> dict:
     # deterministic, so 1 and 4 devices store the same rewards (up to reduction order).
     relabelled = {}
     vice = dataclasses.replace(
-        cfg, method="vice", steps=cfg.eval_every, reward_at_collection=True, relabel_rewards=True
+        cfg,
+        method="vice",
+        steps=cfg.eval_every,
+        reward_at_collection=True,
+        relabel_rewards=True,
+        updates_per_step=1.0,  # 25,600 fresh queries a period: relabelling never costs more
     )
+    # Where it would, the switch compares device time: each device relabels its own block.
+    larger = dataclasses.replace(vice, replay_capacity=4000)
+    out["relabel_until"] = {
+        n: make_train(larger, sharding_lib.make_mesh(n)).relabel_until for n in (1, 2, 4)
+    }
+    out["relabel_until_vice"] = make_train(vice, sharding_lib.make_mesh(4)).relabel_until
     for n in (1, 4):
         trainer = make_train(vice, sharding_lib.make_mesh(n))
         init, run_chunk, _ = trainer.compiled()
@@ -143,6 +154,10 @@ def test_four_devices_match_one_and_shard_the_state(tmp_path):
     assert r["relabel_devices"] == 4, r
     assert r["relabel_current_1"] < 1e-5 and r["relabel_current_4"] < 1e-5, r
     assert r["relabel_diff"] < 1e-4, r
+    # 256 fresh queries an iteration of 8 envs: 32 rows' worth, so on one device the switch
+    # comes after 31 periods, on D devices after ceil(31 / D); never with 800 rows.
+    assert r["relabel_until"] == {"1": 3100, "2": 1600, "4": 800}, r
+    assert r["relabel_until_vice"] is None, r
 
 
 if __name__ == "__main__":
