@@ -22,8 +22,9 @@ from mural_jax import replay as replay_lib
 
 # Fields that may differ between a checkpoint's run and the run resuming it. They do not change
 # what is computed, except that another device count resharding the state changes the order of
-# float reductions (agreement to ~1e-6, not bit-identity) and, with relabel_rewards and MURAL,
-# the support draws of relabelled rewards (each device draws them for its own block of rows).
+# float reductions (agreement to ~1e-6, not bit-identity) and, with relabel_rewards, the step
+# of the switch to fresh rewards (Trainer.relabel_until) and, for MURAL, the support draws of
+# relabelled rewards (each device draws them for its own block of rows).
 RESUMABLE_CHANGES = ("steps", "out", "devices", "checkpoint_keep", "wandb", "wandb_project")
 
 
