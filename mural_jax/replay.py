@@ -151,9 +151,8 @@ def relabel(
     the cost follows `size`, not the capacity: while the replay fills the first block, the
     other blocks' steps compute masked rows. Keys and chunks follow the blocks, so a random
     reward_fn (meta-NML's support draws) relabels differently for another `groups`. A block's
-    last chunk is shifted back to end at
-    the block's end when it would run past it (the overlap is recomputed); rows at or beyond
-    `size` keep their reward. With `active` false the loop runs no step: unlike a `lax.cond`,
+    last chunk is shifted back to end at the block's end when it would run past it (the
+    overlap is recomputed); rows at or beyond `size` keep their reward. With `active` false the loop runs no step: unlike a `lax.cond`,
     which a `vmap` over seeds turns into running both branches, this stays free when batched.
     """
     cap = buffer.capacity
