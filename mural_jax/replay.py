@@ -152,8 +152,9 @@ def relabel(
     other blocks' steps compute masked rows. Keys and chunks follow the blocks, so a random
     reward_fn (meta-NML's support draws) relabels differently for another `groups`. A block's
     last chunk is shifted back to end at the block's end when it would run past it (the
-    overlap is recomputed); rows at or beyond `size` keep their reward. With `active` false the loop runs no step: unlike a `lax.cond`,
-    which a `vmap` over seeds turns into running both branches, this stays free when batched.
+    overlap is recomputed); rows at or beyond `size` keep their reward. With `active` false
+    the loop runs no step: unlike a `lax.cond`, which a `vmap` over seeds turns into running
+    both branches, this stays free when batched.
     """
     cap = buffer.capacity
     if cap % groups:
