@@ -782,10 +782,11 @@ def test_resume_step_falls_back_to_an_older_checkpoint_and_recomputes_the_rest(t
     assert [int(r["env_steps"]) for r in rows] == list(range(200, 1201, 200))
 
 
-def _stopped_by_a_fault(out: str, method: str, capsys) -> str:
+def _stopped_by_a_fault(out: str, method: str, capsys, checkpoint_every: int = 400) -> str:
     """Run the checkpointing config with `method`; it must stop with exit code 1. Its stderr."""
     argv = _ckpt_argv(out, steps=1200)
     argv[argv.index("mural")] = method
+    argv[argv.index("--checkpoint-every") + 1] = str(checkpoint_every)
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 1
@@ -827,13 +828,7 @@ def test_nan_in_the_environment_is_detected_before_it_is_checkpointed(
     monkeypatch.setattr(PointMaze, "reset", counted_reset)
     monkeypatch.setattr(PointMaze, "step", bad_step)
     out = str(tmp_path / "nan_env")
-    argv = _ckpt_argv(out, steps=1200)
-    argv[argv.index("mural")] = "sparse"
-    argv[argv.index("--checkpoint-every") + 1] = "200"
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 1
-    err = capsys.readouterr().err
+    err = _stopped_by_a_fault(out, "sparse", capsys, checkpoint_every=200)
     assert "non-finite values (" in err and "transition at env step" in err
     at = int(err.split("transition at env step ")[1].split(")")[0].split(",")[0])
     assert at == 61 * 4  # 4 envs; the first episodes run from the first step (horizon 100)
